@@ -1,0 +1,156 @@
+"""The actor base class and the reference producers hold."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from contracts import Overloaded
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+
+__all__ = ["Actor", "ActorRef"]
+
+
+class Actor:
+    """Base class of every actor: state that only its own handler ever touches.
+
+    The runtime hands an actor one message at a time (or, with ``batch_size`` set,
+    a batch of what is already queued), so the actor's attributes need no lock.
+    The value a handler returns is the reply to an ``ask``; an exception it raises
+    reaches the asker as that exception.
+
+    Attributes:
+        batch_size: When above zero, :meth:`receive_batch` is called with up to this
+            many queued messages at once (group commit) instead of :meth:`receive`.
+    """
+
+    batch_size: ClassVar[int] = 0
+
+    async def on_start(self) -> None:
+        """Run once when the actor is created or restarted, before its first message."""
+
+    async def on_stop(self) -> None:
+        """Run once when the actor stops (bus exit, passivation or restart budget spent)."""
+
+    async def receive(self, message: Any) -> Any:
+        """Handle one message and return the reply for an ``ask``.
+
+        Args:
+            message: What a producer told or asked.
+
+        Returns:
+            The reply (ignored for a ``tell``).
+        """
+        raise NotImplementedError(f"{type(self).__name__} handles no messages")
+
+    async def receive_batch(self, messages: Sequence[Any]) -> Sequence[Any]:
+        """Handle a batch of queued messages; used when ``batch_size`` is above zero.
+
+        Args:
+            messages: Up to ``batch_size`` messages, in mailbox order.
+
+        Returns:
+            One entry per message, in order: the reply, or an exception instance that
+            is raised to that message's asker alone. Raising instead fails the whole
+            batch (every asker gets the exception; a tell in it counts as a crash).
+        """
+        return [await self.receive(message) for message in messages]
+
+
+class ActorRef:
+    """The handle through which producers reach an actor.
+
+    A reference to a keyed actor stays valid across passivation: mail sent after
+    the instance was passivated activates a fresh one, so nothing is lost.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name (keyed actors: class name and key)."""
+        return self._cell.label()
+
+    def tell(self, message: Any) -> Awaitable[None]:
+        """Send without waiting for a reply; awaiting the result waits while the mailbox is full.
+
+        With room in the mailbox the message is queued by the call itself and the
+        returned awaitable is already complete, so ``await ref.tell(m)`` never
+        yields on the fast path; only a full mailbox makes the await wait.
+
+        Raises:
+            ShuttingDown: The bus has closed.
+        """
+        cell = self._cell
+        mailbox = cell.mailbox
+        if not cell.state and len(mailbox) < cell.capacity:
+            # Fast path, inlined: the mailbox is the actor's, and nothing here awaits.
+            mailbox.append(message)
+            if cell.activation is None:
+                cell.activation = cell.bus.activate(cell)
+            return cell.done
+        return self._tell_when_room(cell.resolve(), message)
+
+    @staticmethod
+    async def _tell_when_room(cell: Cell, message: Any) -> None:
+        while len(cell.mailbox) >= cell.capacity:
+            await cell.wait_for_space()
+            cell = cell.resolve()
+        cell.put(message, None)
+
+    def try_tell(self, message: Any) -> None:
+        """Send without waiting for a reply or for room in the mailbox.
+
+        Raises:
+            Overloaded: The mailbox is full.
+            ShuttingDown: The bus has closed.
+        """
+        cell = self._cell.resolve()
+        if len(cell.mailbox) >= cell.capacity:
+            raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
+        cell.put(message, None)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send and wait for the reply; waits while the mailbox is full.
+
+        Args:
+            message: The request.
+            timeout: Seconds to wait for the reply (``None``: no limit).
+
+        Returns:
+            What the handler returned.
+
+        Raises:
+            AskTimeout: No reply within ``timeout``.
+            ShuttingDown: The bus closed before the request was answered.
+            ActorStopped: The actor has stopped.
+            Exception: Whatever the handler raised.
+        """
+        cell = self._cell.resolve()
+        if len(cell.mailbox) >= cell.capacity:
+            await cell.wait_for_space()
+            cell = cell.resolve()
+        return await cell.await_reply(cell.put_request(message), timeout)
+
+    def try_ask(self, message: Any, *, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+        """Queue a request now, without waiting for room; await the result for the reply.
+
+        The message is in the mailbox when this returns, so the order of several
+        ``try_ask`` calls is the order of handling even if they are awaited later.
+
+        Raises:
+            Overloaded: The mailbox is full (raised at once, nothing queued).
+            ShuttingDown: The bus has closed.
+        """
+        cell = self._cell.resolve()
+        if len(cell.mailbox) >= cell.capacity:
+            raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
+        return cell.await_reply(cell.put_request(message), timeout)
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name}>"

@@ -1,0 +1,431 @@
+"""The runtime record behind each actor: mailbox, activation and supervision.
+
+An actor has no task of its own while idle. Mail to an idle actor creates one
+activation task; it drains the mailbox without yielding to the loop (up to
+``THROUGHPUT`` messages between yields, for fairness), lingers one loop cycle for
+follow-up mail, then ends. Idle actors so cost a few hundred bytes, and a burst of
+mail costs one task, not one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from contracts import ShuttingDown
+
+from ._actor import Actor
+from ._errors import ActorStopped, AskTimeout
+from ._stats import LATENCY_SAMPLE_EVERY, Counters
+
+if TYPE_CHECKING:
+    from ._system import Bus, KeyedGroup
+
+__all__ = [
+    "CLOSED",
+    "OPEN",
+    "PASSIVATED",
+    "STOPPED",
+    "THROUGHPUT",
+    "Cell",
+    "Request",
+    "RestartPolicy",
+    "unpack",
+]
+
+log = logging.getLogger("actorbus.bus")
+
+#: Messages an activation handles before it yields to other tasks.
+THROUGHPUT = 512
+
+OPEN = 0  # takes mail
+PASSIVATED = 1  # keyed instance retired while idle; its refs re-resolve to a new one
+STOPPED = 2  # restart budget spent; mail goes to dead letters
+CLOSED = 3  # the bus has closed; mail raises ShuttingDown
+
+_SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
+
+
+class Request:
+    """An ask in a mailbox: the message and the future its reply completes.
+
+    A tell is queued as the bare message, so the common case allocates nothing.
+    """
+
+    __slots__ = ("fut", "message")
+
+    def __init__(self, message: Any, fut: asyncio.Future[Any]) -> None:
+        self.message = message
+        self.fut = fut
+
+
+def unpack(item: Any) -> tuple[Any, asyncio.Future[Any] | None]:
+    """Split a mailbox item into the message and its reply future (``None``: a tell)."""
+    if type(item) is Request:
+        return item.message, item.fut
+    return item, None
+
+
+class RestartPolicy:
+    """How a crashing actor is restarted: at most ``max_restarts`` in ``window_s``.
+
+    The n-th restart in the window waits ``backoff_s * 2**(n-1)`` (capped at
+    ``max_backoff_s``) before a fresh instance takes over the same mailbox.
+    """
+
+    __slots__ = ("backoff_s", "max_backoff_s", "max_restarts", "window_s")
+
+    def __init__(
+        self,
+        max_restarts: int = 3,
+        window_s: float = 10.0,
+        backoff_s: float = 0.01,
+        max_backoff_s: float = 1.0,
+    ) -> None:
+        self.max_restarts = max_restarts
+        self.window_s = window_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+
+
+async def _yield() -> None:
+    await asyncio.sleep(0)
+
+
+def _expire(fut: asyncio.Future[Any], label: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(AskTimeout(f"{label} did not answer within {timeout:g}s"))
+
+
+class Cell:
+    """One actor instance's mailbox, state and activation.
+
+    Every field is touched only on the event loop thread. ``mailbox`` holds
+    tells as bare messages and asks as :class:`Request`, in arrival order; only the
+    activation task pops from it. ``activation`` is the running task or ``None`` when idle; there
+    is at most one, which is what makes handling one-at-a-time.
+    """
+
+    __slots__ = (
+        "activation",
+        "actor",
+        "bus",
+        "capacity",
+        "counters",
+        "done",
+        "factory",
+        "group",
+        "key",
+        "last_active",
+        "mailbox",
+        "name",
+        "policy",
+        "restart_times",
+        "space_waiters",
+        "started",
+        "state",
+    )
+
+    def __init__(
+        self,
+        bus: Bus,
+        factory: Callable[[], Actor],
+        name: str,
+        capacity: int,
+        counters: Counters,
+        policy: RestartPolicy,
+        group: KeyedGroup | None = None,
+        key: Any = None,
+    ) -> None:
+        self.bus = bus
+        self.factory = factory
+        self.name = name
+        self.capacity = capacity
+        self.counters = counters
+        self.policy = policy
+        self.group = group
+        self.key = key
+        self.actor: Actor | None = None
+        self.mailbox: deque[Any] = deque()
+        self.done = bus.done
+        self.space_waiters: deque[asyncio.Future[None]] = deque()
+        self.activation: asyncio.Task[None] | None = None
+        self.state = OPEN
+        self.started = False
+        self.last_active = 0.0
+        self.restart_times: list[float] = []
+
+    def label(self) -> str:
+        """A readable name: ``Name`` or ``Name[key]``."""
+        return self.name if self.group is None else f"{self.name}[{self.key!r}]"
+
+    # ---- producer side -------------------------------------------------------
+
+    def resolve(self) -> Cell:
+        """The cell mail should go to now (a passivated keyed cell's successor)."""
+        if self.state == OPEN or self.state == STOPPED:
+            return self
+        if self.state == CLOSED:
+            raise ShuttingDown("the bus is closed")
+        assert self.group is not None
+        return self.bus.keyed_cell(self.group, self.key)
+
+    def put(self, message: Any, fut: asyncio.Future[Any] | None) -> None:
+        """Queue one message (room was checked by the caller) and wake the actor."""
+        if self.state != OPEN:
+            self.bus.dead_letter(self, message, "actor stopped")
+            if fut is not None and not fut.done():
+                fut.set_exception(ActorStopped(f"{self.label()} has stopped"))
+            return
+        self.mailbox.append(message if fut is None else Request(message, fut))
+        if self.activation is None:
+            self.activation = self.bus.activate(self)
+
+    def put_request(self, message: Any) -> asyncio.Future[Any]:
+        """Queue a request and return the future its reply will complete."""
+        fut: asyncio.Future[Any] = self.bus.loop.create_future()
+        self.put(message, fut)
+        return fut
+
+    async def await_reply(self, fut: asyncio.Future[Any], timeout: float | None) -> Any:
+        """Wait for a reply future, failing with :class:`AskTimeout` after ``timeout``."""
+        if timeout is None:
+            return await fut
+        handle = self.bus.loop.call_later(timeout, _expire, fut, self.label(), timeout)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+
+    async def wait_for_space(self) -> None:
+        """Wait until the activation takes a message out of a full mailbox."""
+        if self.state == CLOSED:
+            raise ShuttingDown("the bus is closed")
+        fut: asyncio.Future[None] = self.bus.loop.create_future()
+        self.space_waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._wake_one()  # pass the wake-up on; this waiter will not use it
+            else:
+                with contextlib.suppress(ValueError):
+                    self.space_waiters.remove(fut)
+            raise
+
+    def _wake_one(self) -> None:
+        waiters = self.space_waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        """Release every producer waiting for room (the cell stopped or closed)."""
+        waiters = self.space_waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    # ---- actor side ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """The body of one activation: start if needed, drain, linger, end."""
+        try:
+            if not self.started:
+                await self._start()
+            while self.state == OPEN:
+                if self.mailbox:
+                    assert self.actor is not None
+                    if self.actor.batch_size > 0:
+                        await self._drain_batches(self.actor.batch_size)
+                    else:
+                        await self._drain()
+                    continue
+                await _yield()  # linger one loop cycle: follow-up mail reuses this task
+                if not self.mailbox:
+                    break
+        finally:
+            self.activation = None
+            self.last_active = self.bus.loop.time()
+            self.bus.deactivated(self)
+
+    async def _start(self) -> None:
+        while True:
+            self.actor = self.factory()
+            try:
+                await self.actor.on_start()
+            except Exception as exc:
+                self.counters.failures += 1
+                if not await self._crashed(exc, restart=False):
+                    return
+                continue
+            self.started = True
+            self.counters.activations += 1
+            return
+
+    async def _drain(self) -> None:
+        mailbox = self.mailbox
+        waiters = self.space_waiters
+        counters = self.counters
+        actor = self.actor
+        assert actor is not None
+        receive = actor.receive
+        handled = 0
+        try:
+            while mailbox:
+                message = mailbox.popleft()
+                if type(message) is Request:
+                    fut = message.fut
+                    message = message.message
+                else:
+                    fut = None
+                if waiters:
+                    self._wake_one()
+                handled += 1
+                if handled & _SAMPLE_MASK:
+                    try:
+                        result = await receive(message)
+                    except Exception as exc:
+                        counters.failures += 1
+                        if fut is not None:
+                            _fail(fut, exc)
+                        elif not await self._crashed(exc):
+                            return
+                        actor = self.actor
+                        assert actor is not None
+                        receive = actor.receive
+                        continue
+                    except BaseException:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                        raise
+                    if fut is not None and not fut.done():
+                        fut.set_result(result)
+                else:
+                    # The sampled message: the same, timed. Yield here for fairness too.
+                    t0 = perf_counter()
+                    try:
+                        result = await receive(message)
+                    except Exception as exc:
+                        counters.failures += 1
+                        if fut is not None:
+                            _fail(fut, exc)
+                        elif not await self._crashed(exc):
+                            return
+                        actor = self.actor
+                        assert actor is not None
+                        receive = actor.receive
+                        continue
+                    except BaseException:
+                        if fut is not None and not fut.done():
+                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                        raise
+                    if fut is not None and not fut.done():
+                        fut.set_result(result)
+                    counters.sample(perf_counter() - t0)
+                    if handled >= THROUGHPUT:
+                        counters.messages_out += handled
+                        handled = 0
+                        await _yield()
+        finally:
+            counters.messages_out += handled
+
+    async def _drain_batches(self, size: int) -> None:
+        mailbox = self.mailbox
+        counters = self.counters
+        while mailbox:
+            batch = [unpack(mailbox.popleft()) for _ in range(min(size, len(mailbox)))]
+            if self.space_waiters:
+                for _ in range(len(batch)):
+                    self._wake_one()
+            actor = self.actor
+            assert actor is not None
+            t0 = perf_counter()
+            try:
+                results = await actor.receive_batch([message for message, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(
+                        f"{self.label()} answered {len(results)} of {len(batch)} messages"
+                    )
+            except Exception as exc:
+                counters.failures += 1
+                counters.messages_out += len(batch)
+                crashed = False
+                for _, fut in batch:
+                    if fut is not None:
+                        _fail(fut, exc)
+                    else:
+                        crashed = True
+                if crashed and not await self._crashed(exc):
+                    return
+                continue
+            except BaseException:
+                for _, fut in batch:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(ShuttingDown(f"{self.label()} was stopped mid-batch"))
+                raise
+            counters.sample(perf_counter() - t0)
+            counters.messages_out += len(batch)
+            for (_, fut), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    counters.failures += 1
+                    if fut is not None:
+                        _fail(fut, result)
+                elif fut is not None and not fut.done():
+                    fut.set_result(result)
+            await _yield()
+
+    async def _crashed(self, exc: Exception, *, restart: bool = True) -> bool:
+        """Handle a crash during a tell; return whether the actor goes on."""
+        policy = self.policy
+        now = self.bus.loop.time()
+        self.restart_times = [t for t in self.restart_times if now - t < policy.window_s]
+        self.restart_times.append(now)
+        attempt = len(self.restart_times)
+        if attempt > policy.max_restarts:
+            log.error(
+                "actor %s stopped after %d crashes in %.1fs: %s",
+                self.label(),
+                attempt,
+                policy.window_s,
+                type(exc).__name__,
+            )
+            self.bus.stop_cell(self)
+            return False
+        log.warning(
+            "actor %s crashed (%s); restart %d of %d",
+            self.label(),
+            type(exc).__name__,
+            attempt,
+            policy.max_restarts,
+        )
+        await asyncio.sleep(min(policy.backoff_s * 2 ** (attempt - 1), policy.max_backoff_s))
+        if restart:
+            old = self.actor
+            if old is not None and self.started:
+                try:
+                    await old.on_stop()
+                except Exception as stop_exc:
+                    log.warning("actor %s on_stop failed: %r", self.label(), stop_exc)
+            self.started = False
+            self.counters.restarts += 1
+            await self._start()
+            return self.state == OPEN
+        self.counters.restarts += 1
+        return True
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if fut.done():
+        return
+    if isinstance(exc, StopIteration | StopAsyncIteration):
+        exc = RuntimeError(f"handler raised {type(exc).__name__}")
+    fut.set_exception(exc)

@@ -1,0 +1,76 @@
+"""actorbus contracts: wire types, configuration and the error-code table.
+
+Imports only msgspec and the standard library, so any client can depend on it.
+"""
+
+from ._base import Base
+from ._config import (
+    BusConfig,
+    Config,
+    EnrichmentConfig,
+    LiveDataConfig,
+    ProviderConfig,
+    RecorderConfig,
+    ScopeConfig,
+    ServerConfig,
+    load_config,
+)
+from ._errors import (
+    ERRORS,
+    ActorbusError,
+    EventTooLarge,
+    FrameTooLarge,
+    InternalError,
+    InvalidEvent,
+    InvalidRequest,
+    LiveDataInvalid,
+    LockBusy,
+    MissingSessionPath,
+    Overloaded,
+    OwnershipViolation,
+    PrivacyViolation,
+    ProviderError,
+    RecorderIOError,
+    ShuttingDown,
+    Timeout,
+    UnknownOp,
+    error_from_wire,
+    status_of,
+)
+from ._events import AppendResult, Envelope, EventHead
+
+__all__ = [
+    "ERRORS",
+    "ActorbusError",
+    "AppendResult",
+    "Base",
+    "BusConfig",
+    "Config",
+    "EnrichmentConfig",
+    "Envelope",
+    "EventHead",
+    "EventTooLarge",
+    "FrameTooLarge",
+    "InternalError",
+    "InvalidEvent",
+    "InvalidRequest",
+    "LiveDataConfig",
+    "LiveDataInvalid",
+    "LockBusy",
+    "MissingSessionPath",
+    "Overloaded",
+    "OwnershipViolation",
+    "PrivacyViolation",
+    "ProviderConfig",
+    "ProviderError",
+    "RecorderConfig",
+    "RecorderIOError",
+    "ScopeConfig",
+    "ServerConfig",
+    "ShuttingDown",
+    "Timeout",
+    "UnknownOp",
+    "error_from_wire",
+    "load_config",
+    "status_of",
+]

@@ -1,0 +1,122 @@
+"""The service configuration (``actorbus serve --config FILE.toml``) as msgspec Structs.
+
+Every key has a default, so an empty file (or none) is a valid configuration.
+Unknown keys are errors: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ._base import Base
+from ._errors import InvalidRequest
+
+__all__ = [
+    "BusConfig",
+    "Config",
+    "EnrichmentConfig",
+    "LiveDataConfig",
+    "ProviderConfig",
+    "RecorderConfig",
+    "ScopeConfig",
+    "ServerConfig",
+    "load_config",
+]
+
+
+class BusConfig(Base, frozen=True):
+    """Runtime bounds shared by every actor."""
+
+    mailbox_size: int = 1024
+    shutdown_deadline_s: float = 10.0
+    keyed_idle_s: float = 30.0
+    max_live_keyed: int = 10_000
+
+
+class RecorderConfig(Base, frozen=True):
+    """Session recording: the size of one line and what an acknowledgement promises."""
+
+    max_event_bytes: int = 262_144
+    durability: Literal["none", "fsync"] = "none"
+    batch_max_events: int = 512
+    batch_max_bytes: int = 1_048_576
+
+
+class ServerConfig(Base, frozen=True):
+    """The Unix-socket endpoint."""
+
+    max_frame_bytes: int = 1_048_576
+    idle_timeout_s: float = 30.0
+    allowed_uids: list[int] = msgspec.field(default_factory=list)
+    max_inflight_per_connection: int = 1024
+    max_inflight_total: int = 65_536
+
+
+class ScopeConfig(Base, frozen=True):
+    """A live-data scope beside the defaults: the dotted branch paths it owns."""
+
+    owns: list[str]
+
+
+class LiveDataConfig(Base, frozen=True):
+    """The generated live-data document and its lock."""
+
+    lock_wait_s: float = 5.0
+    lock_stale_s: float = 600.0
+    scopes: dict[str, ScopeConfig] = msgspec.field(default_factory=dict)
+
+
+class ProviderConfig(Base, frozen=True):
+    """One enrichment source's provider.
+
+    ``kind`` picks the implementation; the other keys apply to the kinds that use
+    them (``url`` for http, ``command`` for command, ``target`` as
+    ``module:callable`` for python; latency and failure rate for the simulator).
+    """
+
+    kind: Literal["simulated", "http", "command", "python"] = "simulated"
+    cost_usd: float = 0.0
+    usage: Literal["exact", "estimated"] = "estimated"
+    latency_ms: float = 0.0
+    failure_rate: float = 0.0
+    batch_size: int = 32
+    timeout_s: float = 30.0
+    url: str | None = None
+    command: list[str] | None = None
+    target: str | None = None
+
+
+class EnrichmentConfig(Base, frozen=True):
+    """Enrichment providers by source id."""
+
+    providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
+    max_summary_bytes: int = 4096
+
+
+class Config(Base, frozen=True):
+    """The whole configuration file."""
+
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    recorder: RecorderConfig = msgspec.field(default_factory=RecorderConfig)
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    live_data: LiveDataConfig = msgspec.field(default_factory=LiveDataConfig)
+    enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
+
+
+def load_config(data: bytes | str | None) -> Config:
+    """Decode a TOML configuration, raising :class:`InvalidRequest` on a bad key or value.
+
+    Args:
+        data: The TOML text, or ``None`` for the defaults.
+
+    Returns:
+        The validated configuration.
+    """
+    if data is None:
+        return Config()
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidRequest(f"invalid configuration: {exc}") from None
