@@ -1,0 +1,1 @@
+"""actorbus benchmarks, run by ``actorbus bench``."""
