@@ -10,9 +10,8 @@ from pathlib import Path
 __all__ = ["LINE", "floor_write_batched", "seed_per_event"]
 
 #: A 300-byte JSONL line (299 bytes and the newline), the size every append scenario uses.
-LINE = (b'{"recorded_at":"2026-11-22T09:15:02.137Z","event":{"record_id":"r","data":"' + b"x" * 300)[
-    :297
-] + b'"}}\n'
+_HEAD = b'{"recorded_at":"2026-11-22T09:15:02.137Z","event":{"record_id":"r","data":"'
+LINE = _HEAD + b"x" * (300 - len(_HEAD) - 4) + b'"}}\n'
 assert len(LINE) == 300
 
 
