@@ -133,9 +133,21 @@ class ActorRef:
         """
         cell = self._cell.resolve()
         if len(cell.mailbox) >= cell.capacity:
-            await cell.wait_for_space()
-            cell = cell.resolve()
+            return await self._ask_when_room(cell, message, timeout)
         return await cell.await_reply(cell.put_request(message), timeout)
+
+    @staticmethod
+    async def _ask_when_room(cell: Cell, message: Any, timeout: float | None) -> Any:
+        # The timeout covers the wait for room as well: an actor stuck with a full
+        # mailbox must not hang its askers. A woken asker re-checks, because a
+        # producer that did not wait may have taken the room first.
+        loop = cell.bus.loop
+        deadline = None if timeout is None else loop.time() + timeout
+        while len(cell.mailbox) >= cell.capacity:
+            await cell.wait_for_space(deadline, timeout)
+            cell = cell.resolve()
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        return await cell.await_reply(cell.put_request(message), remaining, timeout)
 
     def try_ask(self, message: Any, *, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
         """Queue a request now, without waiting for room; await the result for the reply.

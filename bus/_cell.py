@@ -192,22 +192,39 @@ class Cell:
         self.put(message, fut)
         return fut
 
-    async def await_reply(self, fut: asyncio.Future[Any], timeout: float | None) -> Any:
-        """Wait for a reply future, failing with :class:`AskTimeout` after ``timeout``."""
+    async def await_reply(
+        self, fut: asyncio.Future[Any], timeout: float | None, shown: float | None = None
+    ) -> Any:
+        """Wait for a reply future, failing with :class:`AskTimeout` after ``timeout``.
+
+        ``shown`` is the timeout the asker gave, when ``timeout`` is what is left of it.
+        """
         if timeout is None:
             return await fut
-        handle = self.bus.loop.call_later(timeout, _expire, fut, self.label(), timeout)
+        limit = timeout if shown is None else shown
+        handle = self.bus.loop.call_later(timeout, _expire, fut, self.label(), limit)
         try:
             return await fut
         finally:
             handle.cancel()
 
-    async def wait_for_space(self) -> None:
-        """Wait until the activation takes a message out of a full mailbox."""
+    async def wait_for_space(
+        self, deadline: float | None = None, timeout: float | None = None
+    ) -> None:
+        """Wait until the activation takes a message out of a full mailbox.
+
+        Args:
+            deadline: Loop time after which to fail with :class:`AskTimeout`.
+            timeout: The asker's timeout, for the error message.
+        """
         if self.state == CLOSED:
             raise ShuttingDown("the bus is closed")
-        fut: asyncio.Future[None] = self.bus.loop.create_future()
+        loop = self.bus.loop
+        fut: asyncio.Future[None] = loop.create_future()
         self.space_waiters.append(fut)
+        handle = None
+        if deadline is not None:
+            handle = loop.call_at(deadline, _expire, fut, self.label(), timeout or 0.0)
         try:
             await fut
         except asyncio.CancelledError:
@@ -217,6 +234,13 @@ class Cell:
                 with contextlib.suppress(ValueError):
                     self.space_waiters.remove(fut)
             raise
+        except AskTimeout:
+            with contextlib.suppress(ValueError):
+                self.space_waiters.remove(fut)
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     def _wake_one(self) -> None:
         waiters = self.space_waiters
