@@ -283,8 +283,10 @@ class Cell:
 
     async def _start(self) -> None:
         while True:
-            self.actor = self.factory()
             try:
+                # A factory that raises is a crash at start like a failing on_start:
+                # left uncaught it would end the activation with the mail still queued.
+                self.actor = self.factory()
                 await self.actor.on_start()
             except Exception as exc:
                 self.counters.failures += 1
