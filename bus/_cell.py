@@ -178,6 +178,11 @@ class Cell:
     def put(self, message: Any, fut: asyncio.Future[Any] | None) -> None:
         """Queue one message (room was checked by the caller) and wake the actor."""
         if self.state != OPEN:
+            if self.state == PASSIVATED:
+                # Resolved before a passivation and sent after it (a tell awaited
+                # late): the key's current instance takes it.
+                self.resolve().put(message, fut)
+                return
             self.bus.dead_letter(self, message, "actor stopped")
             if fut is not None and not fut.done():
                 fut.set_exception(ActorStopped(f"{self.label()} has stopped"))

@@ -111,13 +111,14 @@ class Bus:
             restart: The crash policy (default: 3 restarts in 10 s).
 
         Raises:
-            ValueError: The name is taken.
+            ValueError: The name is taken, or ``mailbox_size`` is below 1.
             ShuttingDown: The bus is closed.
         """
         if self.closed:
             raise ShuttingDown("the bus is closed")
         if name in self._actors:
             raise ValueError(f"an actor named {name!r} exists")
+        _check_mailbox_size(mailbox_size)
         cell = Cell(
             self,
             factory,
@@ -150,9 +151,13 @@ class Bus:
                 so while every live instance is busy the bound may be exceeded.
             mailbox_size: Each instance's mailbox bound.
             restart: The crash policy of each instance.
+
+        Raises:
+            ValueError: The kind is registered, or ``mailbox_size`` is below 1.
         """
         if kind in self._groups:
             raise ValueError(f"keyed actor {kind!r} is registered")
+        _check_mailbox_size(mailbox_size)
         name = kind.__name__ if isinstance(kind, type) else str(kind)
         self._groups[kind] = KeyedGroup(
             kind,
@@ -194,7 +199,7 @@ class Bus:
             )
             group.cells[key] = cell
             if len(group.cells) > group.max_live:
-                self._shrink(group)
+                self._shrink(group, keep=cell)
         return cell
 
     def named(self, name: str) -> ActorRef:
@@ -277,12 +282,14 @@ class Bus:
         group.counters.passivations += 1
         self._finish(cell)
 
-    def _shrink(self, group: KeyedGroup) -> None:
+    def _shrink(self, group: KeyedGroup, keep: Cell) -> None:
+        # ``keep`` was created for mail about to be sent: it is idle and empty too,
+        # and passivating it would send that mail to dead letters.
         excess = len(group.cells) - group.max_live
         for cell in list(group.cells.values()):
             if excess <= 0:
                 return
-            if cell.activation is None and not cell.mailbox:
+            if cell is not keep and cell.activation is None and not cell.mailbox:
                 self._passivate(group, cell)
                 excess -= 1
 
@@ -363,6 +370,12 @@ class Bus:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _check_mailbox_size(size: int | None) -> None:
+    # A mailbox of no room would make every tell wait forever.
+    if size is not None and size < 1:
+        raise ValueError(f"mailbox_size must be at least 1, not {size}")
+
+
 async def _stop_actor(label: str, actor: Actor) -> None:
     try:
         await actor.on_stop()
@@ -386,11 +399,22 @@ async def open_bus(config: BusConfig | None = None) -> AsyncIterator[Bus]:
         The running bus.
     """
     bus = Bus(config or BusConfig())
+    # The task group only runs the idle sweeper, so an error raised by the body is
+    # re-raised as itself after the group exits, not wrapped in an ExceptionGroup
+    # that callers (and the command line's error mapping) would have to unpack.
+    # Cancellation still goes through the group, which owns the cancel scope.
+    error: BaseException | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(bus._sweep)
         try:
             yield bus
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:
+            error = exc
         finally:
             with anyio.CancelScope(shield=True):
                 await bus._drain(bus.config.shutdown_deadline_s)
             tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

@@ -8,10 +8,13 @@ Blocking the event loop is a bug, and two guards fail the test that does it:
   ``os.stat`` and friends, plus ``flock``/``lockf`` and ``fsync`` added here. It does
   not depend on timing, so load cannot make it flaky. Test code itself is not
   scanned: a test may read back a small file to assert on it.
-- The loop runs in asyncio debug mode, and any single loop step longer than
-  ``SLOW_STEP_S`` fails the test at teardown. This catches what blockbuster does
-  not know (a subprocess wait, CPU-bound work). The threshold is generous, so a
-  loaded 2-core machine does not trip it.
+- A watchdog thread fails an async test whose loop stops turning for longer than
+  ``SLOW_STEP_S`` (a heartbeat callback on the loop goes unserved), and reports
+  where the loop thread was stuck. This catches what blockbuster does not know (a
+  subprocess wait, CPU-bound work, a blocking call in test code). The threshold is
+  generous, so a loaded 2-core machine does not trip it. It stands in for asyncio's
+  debug-mode slow-callback warning: the same measure on both loops, with the place
+  it happened, and without debug mode's cost on every future and callback.
 
 A test that must block on purpose says so with ``@pytest.mark.allow_blocking``.
 """
@@ -20,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import importlib.util
-import logging
-from collections.abc import Callable, Iterator
+import sys
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -35,33 +42,14 @@ SLOW_STEP_S = 0.5
 PRODUCT_PACKAGES = ["bus", "actors", "contracts", "actorbus"]
 
 
-def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
-    def new_loop() -> asyncio.AbstractEventLoop:
-        if use_uvloop:
-            import uvloop
-
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        else:
-            loop = asyncio.new_event_loop()
-        loop.slow_callback_duration = SLOW_STEP_S
-        return loop
-
-    return new_loop
-
-
-def _backend(use_uvloop: bool) -> tuple[str, dict[str, Any]]:
-    options = {"use_uvloop": use_uvloop, "debug": True, "loop_factory": _loop_factory(use_uvloop)}
-    return ("asyncio", options)
-
-
-_BACKENDS: list[Any] = [pytest.param(_backend(False), id="asyncio")]
+_BACKENDS: list[Any] = [pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio")]
 if importlib.util.find_spec("uvloop") is not None:
-    _BACKENDS.append(pytest.param(_backend(True), id="uvloop"))
+    _BACKENDS.append(pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"))
 
 
 @pytest.fixture(params=_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    """Run each anyio test on plain asyncio and on uvloop, both in debug mode."""
+    """Run each anyio test on plain asyncio and on uvloop."""
     return request.param
 
 
@@ -71,20 +59,71 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-class _SlowSteps(logging.Handler):
-    """Collects asyncio's debug-mode report of a loop step that took too long."""
+class LoopWatchdog:
+    """Notices, from a thread of its own, a loop that stops turning.
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: list[str] = []
+    A heartbeat callback on the loop stamps ``beat`` every ``period`` seconds;
+    the watching thread records a stall, with the loop thread's stack, when the
+    loop has been running without a beat for longer than ``limit`` (plus one
+    period). Time the loop spends stopped between fixtures and the test counts as
+    no stall.
+    """
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Executing "):
-            self.seen.append(record.getMessage())
+    def __init__(self, limit: float = SLOW_STEP_S, period: float = 0.05) -> None:
+        self.limit = limit
+        self.period = period
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        # Written by the loop thread (beat) and the watching thread (idle_since);
+        # each is one float assignment, read by the watching thread only.
+        self.beat = time.monotonic()
+        self.idle_since = 0.0
+        self.stalls: list[str] = []
+        self._handle: asyncio.TimerHandle | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._handle is not None:
+            self._handle.cancel()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        self.beat = time.monotonic()
+        self._handle = self.loop.call_later(self.period, self._beat)
+
+    def _watch(self) -> None:
+        stalled = False
+        while not self._done.wait(self.period / 2):
+            now = time.monotonic()
+            if not self.loop.is_running():
+                self.idle_since = now
+                stalled = False
+                continue
+            late = now - max(self.beat, self.idle_since)
+            if late <= self.limit + self.period:
+                stalled = False
+            elif not stalled:
+                stalled = True
+                frame = sys._current_frames().get(self.loop_thread)
+                where = "".join(traceback.format_stack(frame, limit=6)) if frame else "?"
+                self.stalls.append(f"the loop did not turn for {late:.2f}s, at:\n{where}")
 
 
-_slow_steps = _SlowSteps()
-logging.getLogger("asyncio").addHandler(_slow_steps)
+@pytest.fixture
+async def loop_watchdog() -> AsyncIterator[LoopWatchdog]:
+    """A running :class:`LoopWatchdog` on the test's loop."""
+    watchdog = LoopWatchdog()
+    watchdog.start()
+    try:
+        yield watchdog
+    finally:
+        watchdog.stop()
 
 
 def _lock_would_wait(_fd: Any, operation: int, *_: Any) -> bool:
@@ -122,16 +161,35 @@ def no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("allow_blocking") is not None:
         yield
         return
-    _slow_steps.seen.clear()
+    watchdog: LoopWatchdog | None = None
+    if "anyio_backend" in request.fixturenames:
+        watchdog = request.getfixturevalue("loop_watchdog")
     bb = _blockbuster()
     bb.activate()
     try:
         yield
     finally:
         bb.deactivate()
-    slow, _slow_steps.seen[:] = list(_slow_steps.seen), []
-    if slow:
+    if watchdog is not None and watchdog.stalls:
         pytest.fail(
-            f"the event loop was blocked for more than {SLOW_STEP_S}s: " + "; ".join(slow),
+            f"the event loop was blocked for more than {SLOW_STEP_S}s: "
+            + "\n".join(watchdog.stalls),
             pytrace=False,
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport() -> Iterator[None]:
+    """Keep the garbage collector out of the failure report.
+
+    CPython 3.11 keeps one AST recursion counter per process: a finalizer that
+    formats a traceback (an asyncio future whose exception nobody retrieved, left
+    by a failing test) while pytest parses source for the report raises
+    ``SystemError: AST constructor recursion depth mismatch`` and ends the run
+    with an internal error instead of the failure.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
