@@ -228,18 +228,20 @@ async def test_past_the_deadline_the_rest_is_answered_shutting_down_and_dead_let
             outcomes[name] = exc
 
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            async with open_bus(BusConfig(shutdown_deadline_s=0.05)) as bus:
-                ref = bus.spawn(lambda: Blocker(anyio.Event()), name="blocker", mailbox_size=3)
-                tg.start_soon(outcome, "in-flight ask", ref.ask, "block")
-                await anyio.sleep(0.01)
-                tg.start_soon(outcome, "queued ask", ref.ask, "queued")
-                await anyio.sleep(0.01)
-                await ref.tell("told-1")
-                await ref.tell("told-2")  # the mailbox is full
-                tg.start_soon(outcome, "waiting tell", ref.tell, "no room")
-                tg.start_soon(outcome, "waiting ask", ref.ask, "no room either")
-                await anyio.sleep(0.01)
+        async with (
+            anyio.create_task_group() as tg,
+            open_bus(BusConfig(shutdown_deadline_s=0.05)) as bus,
+        ):
+            ref = bus.spawn(lambda: Blocker(anyio.Event()), name="blocker", mailbox_size=3)
+            tg.start_soon(outcome, "in-flight ask", ref.ask, "block")
+            await anyio.sleep(0.01)
+            tg.start_soon(outcome, "queued ask", ref.ask, "queued")
+            await anyio.sleep(0.01)
+            await ref.tell("told-1")
+            await ref.tell("told-2")  # the mailbox is full
+            tg.start_soon(outcome, "waiting tell", ref.tell, "no room")
+            tg.start_soon(outcome, "waiting ask", ref.ask, "no room either")
+            await anyio.sleep(0.01)
     assert isinstance(outcomes["in-flight ask"], ShuttingDown)
     assert "mid-message" in outcomes["in-flight ask"].message
     assert isinstance(outcomes["queued ask"], ShuttingDown)
@@ -319,7 +321,10 @@ async def test_a_dead_letter_is_counted_and_logged_without_its_content(
             await ref.ask({"token": secret})
         stats = bus.statistics()
     assert stats.dead_letters.count == 2
-    assert stats.dead_letters.recent == ["crash: str (actor stopped)", "crash: dict (actor stopped)"]
+    assert stats.dead_letters.recent == [
+        "crash: str (actor stopped)",
+        "crash: dict (actor stopped)",
+    ]
     assert "dead letter #1: crash: str" in caplog.text
     assert "dead letter #2: crash: dict" in caplog.text
     assert secret not in caplog.text
