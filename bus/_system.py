@@ -211,6 +211,8 @@ class Bus:
         topic = self._topics.get(name)
         if topic is None:
             topic = self._topics[name] = Topic(name)
+            if self.closed:
+                topic.close()
         return topic
 
     def publish(self, name: str, item: Any) -> int:
