@@ -127,7 +127,8 @@ async def loop_watchdog() -> AsyncIterator[LoopWatchdog]:
 
 
 def _lock_would_wait(_fd: Any, operation: int, *_: Any) -> bool:
-    return not operation & fcntl.LOCK_NB
+    taking = operation & (fcntl.LOCK_SH | fcntl.LOCK_EX)
+    return bool(taking) and not operation & fcntl.LOCK_NB
 
 
 def _extra_blocking(scanned: list[str]) -> dict[str, BlockBusterFunction]:
