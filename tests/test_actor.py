@@ -62,7 +62,7 @@ async def test_tell_queues_at_once_when_the_mailbox_has_room() -> None:
         assert isinstance(pending, asyncio.Future)
         assert pending.done()
         await pending
-        assert await ref.ask(2) == 2
+        assert await ref.ask(2, timeout=5) == 2
     assert seen == [1, 2]
 
 
@@ -89,7 +89,7 @@ async def test_a_full_mailbox_makes_tell_wait_until_room_appears() -> None:
             opened.set()
             with anyio.fail_after(5):
                 await told.wait()
-        assert await ref.ask("done") == "done"
+        assert await ref.ask("done", timeout=5) == "done"
     assert seen == ["wait", 1, 2, 3, "done"]
 
 
@@ -107,7 +107,7 @@ async def test_try_tell_and_try_ask_raise_overloaded_when_the_mailbox_is_full() 
             ref.try_ask(3)
         assert bus.statistics().actors[0].mailbox_depth == 1
         opened.set()
-        assert await ref.ask(4) == 4
+        assert await ref.ask(4, timeout=5) == 4
     assert seen == ["wait", 1, 4]
 
 
@@ -186,10 +186,10 @@ async def test_a_handler_exception_reaches_the_asker_and_the_actor_keeps_running
     Failing.instances = 0
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(Failing, name="failing")
-        first, _ = await ref.ask("ok")
+        first, _ = await ref.ask("ok", timeout=5)
         with pytest.raises(KeyError, match="the handler's own error"):
-            await ref.ask("bad")
-        same, handled = await ref.ask("ok")
+            await ref.ask("bad", timeout=5)
+        same, handled = await ref.ask("ok", timeout=5)
         stats = bus.statistics().actors[0]
     assert same == first, "the actor was replaced after an ask failed"
     assert handled == 3, "the actor's state was lost"
@@ -202,7 +202,7 @@ async def test_try_ask_queues_at_once_so_order_is_the_call_order() -> None:
     seen: list[Any] = []
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(lambda: Gate(anyio.Event(), seen), name="gate")
-        later = [ref.try_ask(n) for n in range(5)]
+        later = [ref.try_ask(n, timeout=5) for n in range(5)]
         assert bus.statistics().actors[0].mailbox_depth == 5
         results = [await pending for pending in reversed(later)]
     assert results == [4, 3, 2, 1, 0]
@@ -217,7 +217,7 @@ async def test_an_actor_without_a_receive_answers_with_not_implemented() -> None
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(Silent, name="silent")
         with pytest.raises(NotImplementedError, match="Silent handles no messages"):
-            await ref.ask("anything")
+            await ref.ask("anything", timeout=5)
 
 
 class Batched(Actor):
@@ -240,7 +240,7 @@ async def test_a_handler_raising_stop_iteration_reaches_the_asker_as_runtime_err
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(Stopper, name="stopper")
         with pytest.raises(RuntimeError, match="StopIteration"):
-            await ref.ask(1)
+            await ref.ask(1, timeout=5)
 
 
 async def test_a_reference_names_its_actor() -> None:

@@ -90,7 +90,7 @@ async def test_a_crash_loop_past_the_budget_stops_the_actor_and_dead_letters_its
         ref = bus.spawn(lambda: Crashy(journal), name="crashy", restart=policy)
         for message in ("crash", "crash", "crash", "queued-1", "queued-2"):
             ref.try_tell(message)
-        queued_ask = ref.try_ask("queued-ask")
+        queued_ask = ref.try_ask("queued-ask", timeout=5)
         with anyio.fail_after(5), pytest.raises(ActorStopped):
             await queued_ask
         # Later mail: counted dead letters, asks answered at once.
@@ -203,7 +203,7 @@ async def test_a_batch_actor_gets_what_is_queued_in_batches_of_its_size() -> Non
     batches: list[list[Any]] = []
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(lambda: Batcher(batches), name="batcher")
-        pending = [ref.try_ask(n) for n in range(10)]
+        pending = [ref.try_ask(n, timeout=5) for n in range(10)]
         replies = [await p for p in pending]
         stats = bus.statistics().actors[0]
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
@@ -215,7 +215,7 @@ async def test_a_per_message_exception_in_a_batch_reaches_only_its_asker() -> No
     batches: list[list[Any]] = []
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(lambda: Batcher(batches), name="batcher")
-        first, bad, last = ref.try_ask(1), ref.try_ask("bad"), ref.try_ask(3)
+        first, bad, last = (ref.try_ask(m, timeout=5) for m in (1, "bad", 3))
         assert await first == 10
         with pytest.raises(ValueError, match="bad bad"):
             await bad
@@ -231,7 +231,7 @@ async def test_a_raising_receive_batch_fails_every_message_of_the_batch() -> Non
     policy = RestartPolicy(max_restarts=3, window_s=60, backoff_s=0.001)
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(lambda: Batcher(batches), name="batcher", restart=policy)
-        asks = [ref.try_ask(1), ref.try_ask("explode")]
+        asks = [ref.try_ask(1, timeout=5), ref.try_ask("explode", timeout=5)]
         ref.try_tell(2)  # a tell in the failed batch: the actor crashed
         for pending in asks:
             with pytest.raises(RuntimeError, match="the whole batch failed"):
@@ -267,10 +267,10 @@ async def test_an_asker_cancelled_while_waiting_does_not_break_the_actor() -> No
     async with open_bus(QUICK) as bus:
         ref = bus.spawn(lambda: Holder(release), name="holder")
         with anyio.move_on_after(0.02) as scope:
-            await ref.ask("hold")
+            await ref.ask("hold", timeout=None)
         assert scope.cancelled_caught
         with anyio.move_on_after(0.02) as queued_scope:
-            await ref.ask("queued behind hold")
+            await ref.ask("queued behind hold", timeout=5)
         assert queued_scope.cancelled_caught
         release.set()
         assert await ref.ask("next", timeout=5) == "next"
@@ -335,7 +335,7 @@ async def test_a_batch_in_flight_at_the_deadline_answers_its_asks() -> None:
     pending: list[Any] = []
     async with open_bus(BusConfig(shutdown_deadline_s=0.05)) as bus:
         ref = bus.spawn(lambda: Batching(anyio.Event()), name="batching")
-        pending = [ref.try_ask(n) for n in range(3)]
+        pending = [ref.try_ask(n, timeout=5) for n in range(3)]
     for ask in pending:
         with anyio.fail_after(1), pytest.raises(ShuttingDown, match="mid-batch"):
             await ask

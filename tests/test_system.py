@@ -114,9 +114,9 @@ async def test_an_idle_keyed_actor_is_passivated_and_a_later_message_reactivates
 async def test_the_live_bound_passivates_the_least_recently_used_idle_instance() -> None:
     async with open_bus(QUICK) as bus:
         _, events = session_kind(bus, max_live=2)
-        await bus.ref(Session, "a").ask("x", timeout=5)
-        await bus.ref(Session, "b").ask("x", timeout=5)
-        await bus.ref(Session, "a").ask("x", timeout=5)  # b is now the least recently used
+        for key in ("a", "b", "a"):  # b is now the least recently used
+            await bus.ref(Session, key).ask("x", timeout=5)
+            await anyio.sleep(0.01)  # its activation has ended: idle, so it may go
         await bus.ref(Session, "c").ask("x", timeout=5)
         await wait_until(lambda: ("stop", "b") in events)
         stats = keyed_stats(bus)
@@ -194,7 +194,7 @@ async def test_leaving_the_bus_drains_every_mailbox_and_answers_every_ask() -> N
             refs = [bus.spawn(lambda: Slow(handled), name=f"slow{i}") for i in range(3)]
 
             async def ask(n: int) -> None:
-                replies[n] = await refs[n % 3].ask(n)
+                replies[n] = await refs[n % 3].ask(n, timeout=5)
 
             for n in range(30):
                 askers.start_soon(ask, n)
@@ -263,7 +263,7 @@ async def test_everything_after_close_raises_shutting_down() -> None:
     with pytest.raises(ShuttingDown):
         ref.try_tell(3)
     with pytest.raises(ShuttingDown):
-        await ref.ask(4)
+        await ref.ask(4, timeout=5)
     with pytest.raises(ShuttingDown):
         ref.try_ask(5)
     with pytest.raises(ShuttingDown):
@@ -318,7 +318,7 @@ async def test_a_dead_letter_is_counted_and_logged_without_its_content(
         await wait_until(lambda: bus.statistics().actors[0].live == 0)
         await ref.tell(secret)
         with pytest.raises(ActorStopped):
-            await ref.ask({"token": secret})
+            await ref.ask({"token": secret}, timeout=5)
         stats = bus.statistics()
     assert stats.dead_letters.count == 2
     assert stats.dead_letters.recent == [
