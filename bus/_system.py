@@ -399,6 +399,9 @@ async def open_bus(config: BusConfig | None = None) -> AsyncIterator[Bus]:
 
     Yields:
         The running bus.
+
+    Raises:
+        Exception: What the body raised, as itself (not in an exception group).
     """
     bus = Bus(config or BusConfig())
     # The task group only runs the idle sweeper, so an error raised by the body is
@@ -410,7 +413,7 @@ async def open_bus(config: BusConfig | None = None) -> AsyncIterator[Bus]:
         tg.start_soon(bus._sweep)
         try:
             yield bus
-        except anyio.get_cancelled_exc_class():
+        except (anyio.get_cancelled_exc_class(), GeneratorExit):
             raise
         except BaseException as exc:
             error = exc
