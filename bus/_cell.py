@@ -273,10 +273,18 @@ class Cell:
             while self.state == OPEN:
                 if self.mailbox:
                     assert self.actor is not None
-                    if self.actor.batch_size > 0:
-                        await self._drain_batches(self.actor.batch_size)
-                    else:
-                        await self._drain()
+                    try:
+                        if self.actor.batch_size > 0:
+                            await self._drain_batches(self.actor.batch_size)
+                        else:
+                            await self._drain()
+                    except asyncio.CancelledError:
+                        if _being_cancelled():
+                            raise
+                        # A handler let out a CancelledError of its own (it awaited
+                        # something that was cancelled): a failed message, already
+                        # answered; ending here would strand the rest of the mailbox.
+                        self.counters.failures += 1
                     continue
                 await _yield()  # linger one loop cycle: follow-up mail reuses this task
                 if not self.mailbox:
@@ -336,7 +344,7 @@ class Cell:
                         continue
                     except BaseException:
                         if fut is not None and not fut.done():
-                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                            fut.set_exception(_interruption(self.label()))
                         raise
                     if fut is not None and not fut.done():
                         fut.set_result(result)
@@ -357,7 +365,7 @@ class Cell:
                         continue
                     except BaseException:
                         if fut is not None and not fut.done():
-                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                            fut.set_exception(_interruption(self.label()))
                         raise
                     if fut is not None and not fut.done():
                         fut.set_result(result)
@@ -401,7 +409,7 @@ class Cell:
             except BaseException:
                 for _, fut in batch:
                     if fut is not None and not fut.done():
-                        fut.set_exception(ShuttingDown(f"{self.label()} was stopped mid-batch"))
+                        fut.set_exception(_interruption(self.label()))
                 raise
             counters.sample(perf_counter() - t0)
             counters.messages_out += len(batch)
@@ -452,6 +460,19 @@ class Cell:
             return self.state == OPEN
         self.counters.restarts += 1
         return True
+
+
+def _being_cancelled() -> bool:
+    """Whether this task was asked to stop (not merely handed a CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _interruption(label: str) -> Exception:
+    """What the asker of a message whose handling was cut short gets."""
+    if _being_cancelled():
+        return ShuttingDown(f"{label} stopped mid-message")
+    return RuntimeError(f"{label}: the handler raised CancelledError")
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -320,6 +320,30 @@ async def test_a_producer_cancelled_after_being_woken_passes_the_room_on() -> No
     assert bus.statistics().actors[0].messages_out == 4
 
 
+class CancelledInside(Actor):
+    """Awaits a future someone else cancelled: a CancelledError not aimed at the actor."""
+
+    async def receive(self, message: Any) -> Any:
+        if message == "awaits a cancelled future":
+            doomed = asyncio.get_running_loop().create_future()
+            doomed.cancel()
+            await doomed
+        return message
+
+
+async def test_a_cancelled_error_of_the_handlers_own_fails_only_that_message() -> None:
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(CancelledInside, name="inside")
+        failing = ref.try_ask("awaits a cancelled future", timeout=5)
+        queued = ref.try_ask("queued behind it", timeout=5)
+        with pytest.raises(RuntimeError, match="the handler raised CancelledError"):
+            await failing
+        assert await queued == "queued behind it"
+        stats = bus.statistics().actors[0]
+    assert stats.failures == 1
+    assert stats.messages_out == 2
+
+
 class Batching(Actor):
     batch_size: ClassVar[int] = 8
 
@@ -337,7 +361,7 @@ async def test_a_batch_in_flight_at_the_deadline_answers_its_asks() -> None:
         ref = bus.spawn(lambda: Batching(anyio.Event()), name="batching")
         pending = [ref.try_ask(n, timeout=5) for n in range(3)]
     for ask in pending:
-        with anyio.fail_after(1), pytest.raises(ShuttingDown, match="mid-batch"):
+        with anyio.fail_after(1), pytest.raises(ShuttingDown, match="mid-message"):
             await ask
 
 
