@@ -15,7 +15,7 @@ import msgspec
 from contracts import BusConfig, ShuttingDown
 
 from ._actor import Actor, ActorRef
-from ._cell import CLOSED, OPEN, PASSIVATED, STOPPED, Cell, RestartPolicy, unpack
+from ._cell import CLOSED, PASSIVATED, STOPPED, Cell, RestartPolicy, unpack
 from ._errors import ActorStopped
 from ._stats import ActorStatistics, Counters, DeadLetterStatistics
 from ._topic import Topic
@@ -313,15 +313,19 @@ class Bus:
 
     def statistics(self) -> BusStatistics:
         """A snapshot of every actor, the dead letters and the topics."""
+        # Live means an instance exists and has started: not a reference that never
+        # received mail, nor an instance that stopped, was passivated or closed.
         actors = [
-            c.counters.snapshot(keyed=False, live=int(c.state == OPEN), depth=len(c.mailbox))
+            c.counters.snapshot(keyed=False, live=int(c.started), depth=len(c.mailbox))
             for c in self._actors.values()
         ]
         for group in self._groups.values():
             cells = group.cells.values()
             actors.append(
                 group.counters.snapshot(
-                    keyed=True, live=len(cells), depth=sum(len(c.mailbox) for c in cells)
+                    keyed=True,
+                    live=sum(c.started for c in cells),
+                    depth=sum(len(c.mailbox) for c in cells),
                 )
             )
         return BusStatistics(

@@ -329,3 +329,15 @@ async def test_a_dead_letter_is_counted_and_logged_without_its_content(
     assert "dead letter #2: crash: dict" in caplog.text
     assert secret not in caplog.text
     assert "boom" not in caplog.text, "crash logs name the error type, not its message"
+
+
+async def test_leaving_the_bus_stops_every_started_actor() -> None:
+    async with open_bus(QUICK) as bus:
+        log, events = session_kind(bus)
+        for key in ("a", "b"):
+            await bus.ref(Session, key).ask("x", timeout=5)
+        bus.ref(Session, "never started")
+        assert keyed_stats(bus).live == 2, "a reference alone is not a live instance"
+    assert sorted(e for e in events if e[0] == "stop") == [("stop", "a"), ("stop", "b")]
+    assert keyed_stats(bus).live == 0
+    assert log == {"a": ["x"], "b": ["x"]}
