@@ -295,6 +295,11 @@ class Cell:
             self.bus.deactivated(self)
 
     async def _start(self) -> None:
+        group = self.group
+        if group is not None:
+            predecessor = group.stopping.get(self.key)
+            if predecessor is not None:
+                await asyncio.wait((predecessor,))
         while True:
             try:
                 # A factory that raises is a crash at start like a failing on_start:

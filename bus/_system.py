@@ -39,10 +39,22 @@ class KeyedGroup:
 
     ``cells`` maps key to cell; its insertion order is the least-recently-activated
     order, refreshed on every activation, so passivation under the live bound takes
-    from the front. Only the event loop thread touches it.
+    from the front. ``stopping`` maps a key to its retired instance's ``on_stop``
+    task while that runs; the key's next instance starts after it. Only the event
+    loop thread touches either.
     """
 
-    __slots__ = ("capacity", "cells", "counters", "factory", "idle_s", "kind", "max_live", "policy")
+    __slots__ = (
+        "capacity",
+        "cells",
+        "counters",
+        "factory",
+        "idle_s",
+        "kind",
+        "max_live",
+        "policy",
+        "stopping",
+    )
 
     def __init__(
         self,
@@ -62,6 +74,7 @@ class KeyedGroup:
         self.capacity = capacity
         self.policy = policy
         self.cells: dict[Any, Cell] = {}
+        self.stopping: dict[Any, asyncio.Task[None]] = {}
 
 
 class Bus:
@@ -277,6 +290,12 @@ class Bus:
         task = self.loop.create_task(_stop_actor(cell.label(), actor))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        group = cell.group
+        if group is not None:
+            # The key's next instance waits for this: what on_stop flushes must not
+            # be overtaken by what its successor handles.
+            group.stopping[cell.key] = task
+            task.add_done_callback(lambda done: _forget(group, cell.key, done))
 
     def _passivate(self, group: KeyedGroup, cell: Cell) -> None:
         cell.state = PASSIVATED
@@ -374,6 +393,11 @@ class Bus:
         if self._tasks:
             with anyio.move_on_after(max(1.0, deadline_s)):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _forget(group: KeyedGroup, key: Any, task: asyncio.Task[None]) -> None:
+    if group.stopping.get(key) is task:
+        del group.stopping[key]
 
 
 def _check_mailbox_size(size: int | None) -> None:

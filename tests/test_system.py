@@ -341,3 +341,29 @@ async def test_leaving_the_bus_stops_every_started_actor() -> None:
     assert sorted(e for e in events if e[0] == "stop") == [("stop", "a"), ("stop", "b")]
     assert keyed_stats(bus).live == 0
     assert log == {"a": ["x"], "b": ["x"]}
+
+
+class SlowToStop(Actor):
+    """Flushes on stop, slowly: a successor must not overtake the flush."""
+
+    def __init__(self, journal: list[str]) -> None:
+        self.journal = journal
+
+    async def on_stop(self) -> None:
+        await anyio.sleep(0.05)
+        self.journal.append("flushed")
+
+    async def receive(self, message: Any) -> Any:
+        self.journal.append(message)
+        return message
+
+
+async def test_a_reactivated_key_starts_only_after_its_predecessor_stopped() -> None:
+    journal: list[str] = []
+    async with open_bus(QUICK) as bus:
+        bus.register(SlowToStop, lambda key: SlowToStop(journal), idle_s=0.01)
+        ref = bus.ref(SlowToStop, "k")
+        await ref.ask("before", timeout=5)
+        await wait_until(lambda: keyed_stats(bus).passivations == 1)
+        await ref.ask("after", timeout=5)
+    assert journal == ["before", "flushed", "after", "flushed"]
