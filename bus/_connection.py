@@ -16,7 +16,6 @@ answers stops being read in turn.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import socket
 import struct
@@ -50,6 +49,8 @@ log = logging.getLogger("actorbus.server")
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _UNBOUNDED = 1 << 62
 _STREAM_BATCH = 256
+# Results that are answers as they are: the fast path skips the awaitable checks.
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None), Result})
 
 
 class _Slot:
@@ -81,6 +82,7 @@ class Connection(asyncio.Protocol):
         self._loop = server.loop
         config = server.config
         self._per_connection = config.max_inflight_per_connection
+        self._total = config.max_inflight_total
         self._idle_timeout = config.idle_timeout_s
         self._handlers = server.handlers
         self._counters = server.counters
@@ -189,7 +191,7 @@ class Connection(asyncio.Protocol):
             if self._shutting_down:
                 room = _UNBOUNDED
             else:
-                room = min(self._per_connection - self._inflight, server.room())
+                room = min(self._per_connection - self._inflight, self._total - server.inflight)
             if room <= 0:
                 self._set_reading(False)
                 server.wait_for_room(self)
@@ -215,29 +217,44 @@ class Connection(asyncio.Protocol):
             self._set_reading(True)
 
     def _accept(self, request: Request) -> None:
-        slot = _Slot(request.id, request.op)
         self._counters.frames_in += 1
-        if request.error is not None:
-            slot.error = request.error
-        elif self._shutting_down:
-            slot.error = ShuttingDown("the server is shutting down")
-        else:
-            handler = self._handlers.get(request.op)
-            if handler is None:
-                slot.error = UnknownOp(_unknown_op_message(request.op))
+        error: ActorbusError | None = request.error
+        out: Any = None
+        if error is None:
+            if self._shutting_down:
+                error = ShuttingDown("the server is shutting down")
             else:
-                try:
-                    self._bind(slot, handler(request))
-                except ActorbusError as exc:
-                    slot.error = exc
-                except Exception as exc:
-                    slot.error = _internal(exc, request.op)
+                handler = self._handlers.get(request.op)
+                if handler is None:
+                    error = UnknownOp(_unknown_op_message(request.op))
+                else:
+                    try:
+                        out = handler(request)
+                    except ActorbusError as exc:
+                        error = exc
+                    except Exception as exc:
+                        error = _internal(exc, request.op)
+                    else:
+                        if type(out) not in _PLAIN and _deferred(out):
+                            self._defer(request, out)
+                            return
+        if not self._pending and not self._write_paused:
+            # Nothing is waiting ahead of it: answer at once, no place in the order needed.
+            self._encode(request.id, request.op, out, error)
+            return
+        slot = _Slot(request.id, request.op)
+        slot.value = out
+        slot.error = error
+        self._enqueue(slot)
+
+    def _enqueue(self, slot: _Slot) -> None:
         self._pending.append(slot)
         self._inflight += 1
         self._server.inflight += 1
 
-    def _bind(self, slot: _Slot, out: Any) -> None:
-        """Attach what a handler returned: a value, a future, an awaitable or a stream."""
+    def _defer(self, request: Request, out: Any) -> None:
+        """Give an answer that comes later its place: a future, an awaitable or a stream."""
+        slot = _Slot(request.id, request.op)
         if isinstance(out, asyncio.Future):
             slot.fut = out
             if not out.done():
@@ -247,11 +264,10 @@ class Connection(asyncio.Protocol):
             self._streams.add(slot)
             slot.fut = self._loop.create_task(self._stream(slot, out))
             slot.fut.add_done_callback(self._on_done)
-        elif inspect.isawaitable(out):
+        else:
             slot.fut = asyncio.ensure_future(out)
             slot.fut.add_done_callback(self._on_done)
-        else:
-            slot.value = out
+        self._enqueue(slot)
 
     def _fail_stream(self, error: ActorbusError) -> None:
         """The byte stream cannot be read on: answer ``error``, then close when drained."""
@@ -260,9 +276,7 @@ class Connection(asyncio.Protocol):
             self._writer = FrameWriter(self._reader.framing or "msgpack")
         slot = _Slot(None, "")
         slot.error = error
-        self._pending.append(slot)
-        self._inflight += 1
-        self._server.inflight += 1
+        self._enqueue(slot)
         self._reader.close()
         self._close_when_drained = True
         self._set_reading(False)
@@ -325,7 +339,7 @@ class Connection(asyncio.Protocol):
                         turn.set_result(None)
                     break
                 _settle(slot, fut)
-            self._encode(slot)
+            self._encode(slot.id, slot.op, slot.value, slot.error)
             pending.popleft()
             answered += 1
         if out:
@@ -342,26 +356,24 @@ class Connection(asyncio.Protocol):
                     self._loop.call_soon(self._flush)
         self._maybe_close()
 
-    def _encode(self, slot: _Slot) -> None:
+    def _encode(self, rid: Any, op: str, value: Any, error: ActorbusError | None) -> None:
         writer = self._writer
         assert writer is not None
         self._counters.frames_out += 1
-        error = slot.error
         if error is None:
-            value = slot.value
             status = 200
             if type(value) is Result:
                 status = value.status
                 value = value.value
             try:
-                writer.add(Response(slot.id, True, status, value), self._out)
+                writer.add(Response(rid, True, status, value), self._out)
                 return
             except Exception as exc:
-                error = _internal(exc, slot.op, "its result could not be encoded")
+                error = _internal(exc, op, "its result could not be encoded")
         errors = self._counters.errors
         errors[error.code] = errors.get(error.code, 0) + 1
         body = ErrorBody(error.code, error.message)
-        writer.add(Response(slot.id, False, error.status, error=body), self._out)
+        writer.add(Response(rid, False, error.status, error=body), self._out)
 
     def _maybe_close(self) -> None:
         transport = self._transport
@@ -493,6 +505,11 @@ class Connection(asyncio.Protocol):
         """Drop the connection without flushing (a client that never reads its answers)."""
         if self._transport is not None:
             self._transport.abort()
+
+
+def _deferred(out: Any) -> bool:
+    """Whether a handler's return is an answer to come rather than the answer itself."""
+    return isinstance(out, asyncio.Future) or hasattr(out, "__anext__") or hasattr(out, "__await__")
 
 
 def _settle(slot: _Slot, fut: asyncio.Future[Any]) -> None:
