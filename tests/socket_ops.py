@@ -111,12 +111,15 @@ async def _serve(path: str, config: ServerConfig) -> None:
 def main(argv: list[str]) -> int:
     path = argv[0]
     config = msgspec.json.decode(argv[1], type=ServerConfig) if len(argv) > 1 else ServerConfig()
+    failed = False
     try:
         run(_serve, path, config)
-    except ActorbusError as exc:
-        print(f"socket_ops: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    except* ActorbusError as group:
+        # open_bus's task group wraps what its body raised: report each error in one line.
+        for exc in group.exceptions:
+            print(f"socket_ops: {exc}", file=sys.stderr)
+        failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
