@@ -219,7 +219,8 @@ class Client:
     async def subscribe(self, op: str = "subscribe", /, **fields: Any) -> AsyncIterator[Any]:
         """Open a stream and yield its items until the server ends it.
 
-        The stream holds the connection: leaving the iteration early closes this client.
+        The stream holds the connection until the server ends it, so closing the
+        iterator early (``contextlib.aclosing``, or ``aclose()``) closes this client.
 
         Raises:
             ActorbusError: The server refused the stream or ended it with an error.

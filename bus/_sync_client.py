@@ -66,6 +66,15 @@ class SyncClient:
             raise ConnectionBroken(f"cannot connect to {os.fspath(path)}: {reason}") from exc
         return cls(sock, codec)
 
+    @property
+    def timeout(self) -> float | None:
+        """Seconds any one send or receive may block (``None``: no limit); settable."""
+        return self._sock.gettimeout()
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._sock.settimeout(seconds)
+
     def request(self, op: str, /, **fields: Any) -> Any:
         """Send one request and return its result.
 
@@ -118,7 +127,8 @@ class SyncClient:
     def subscribe(self, op: str = "subscribe", /, **fields: Any) -> Iterator[Any]:
         """Open a stream and yield its items until the server ends it.
 
-        The stream holds the connection: leaving the iteration early closes this client.
+        The stream holds the connection until the server ends it, so closing the
+        iterator early (``contextlib.closing``, or ``close()``) closes this client.
 
         Raises:
             ActorbusError: The server refused the stream or ended it with an error.

@@ -8,14 +8,30 @@ until SIGTERM or SIGINT, then exits 0 after a graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
 
-from bus import Handler, Request, Result, Topic, open_bus, run, serve_unix
+from bus import (
+    ConnectionBroken,
+    Handler,
+    Request,
+    Result,
+    SyncClient,
+    Topic,
+    open_bus,
+    run,
+    serve_unix,
+)
 from contracts import ActorbusError, Overloaded, ServerConfig
 
 #: A value no response, error or log line may ever contain.
@@ -99,6 +115,45 @@ def make_handlers(
     if gates is not None:
         handlers["gate"] = gate
     return handlers
+
+
+OPS_SCRIPT = Path(__file__)
+
+
+def short_dir() -> Path:
+    """A fresh directory with a short path (AF_UNIX paths are limited to about 100 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
+
+
+def start_server(path: Path, **config: Any) -> subprocess.Popen[bytes]:
+    """Start this module as a server process on ``path``; return once it answers ping."""
+    args = [sys.executable, os.fspath(OPS_SCRIPT), os.fspath(path)]
+    if config:
+        args.append(msgspec.json.encode(config).decode())
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with SyncClient.connect(path, timeout=5) as client:
+                client.request("ping")
+            return proc
+        except ConnectionBroken:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the test server did not start") from None
+            time.sleep(0.02)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM the server process if it runs; return its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def _serve(path: str, config: ServerConfig) -> None:

@@ -4,7 +4,6 @@ import asyncio
 import logging
 import shutil
 import struct
-import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,7 @@ import anyio
 import anyio.abc
 import msgspec
 import pytest
-from socket_ops import SECRET, make_handlers
+from socket_ops import SECRET, make_handlers, short_dir
 
 from bus import FrameReader, FrameWriter, Server, Topic, serve_unix
 from contracts import Framing, ServerConfig
@@ -25,9 +24,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def sock_path() -> Iterator[Path]:
-    # AF_UNIX paths are limited to about 100 bytes: pytest's tmp_path can be longer.
-    directory = tempfile.mkdtemp(prefix="ab-", dir="/tmp")
-    yield Path(directory) / "s.sock"
+    directory = short_dir()
+    yield directory / "s.sock"
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from socket_ops import make_handlers
+from socket_ops import OPS_SCRIPT, make_handlers, short_dir, start_server, stop
 
 from bus import (
     Client,
@@ -34,13 +33,6 @@ from bus import (
     serve_unix,
 )
 from contracts import Framing, ServerConfig, ShuttingDown
-
-OPS_SCRIPT = Path(__file__).with_name("socket_ops.py")
-
-
-def short_dir() -> Path:
-    # AF_UNIX paths are limited to about 100 bytes: pytest's tmp_path can be longer.
-    return Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
 
 
 @pytest.fixture
@@ -234,35 +226,6 @@ async def read_all(stream: Any, framing: Framing) -> list[Any]:
 
 
 # ---- real server processes -------------------------------------------------------------
-
-
-def start_server(path: Path, **config: Any) -> subprocess.Popen[bytes]:
-    args = [sys.executable, os.fspath(OPS_SCRIPT), os.fspath(path)]
-    if config:
-        args.append(msgspec.json.encode(config).decode())
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with SyncClient.connect(path, timeout=5) as client:
-                client.request("ping")
-            return proc
-        except ConnectionBroken:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the test server did not start") from None
-            time.sleep(0.02)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_second_server_process_exits_non_zero_within_5_seconds(sock_path: Path) -> None:
