@@ -328,32 +328,38 @@ class Connection(asyncio.Protocol):
             return
         pending = self._pending
         out = self._out
-        answered = 0
-        while pending:
-            slot = pending[0]
-            fut = slot.fut
-            if fut is not None:
-                if not fut.done():
-                    turn = slot.turn
-                    if turn is not None and not turn.done():
-                        turn.set_result(None)
-                    break
-                _settle(slot, fut)
-            self._encode(slot.id, slot.op, slot.value, slot.error)
-            pending.popleft()
-            answered += 1
-        if out:
-            self._counters.bytes_out += len(out)
-            transport.write(bytes(out))
-            out.clear()
-        if answered:
+        while True:
+            answered = 0
+            while pending:
+                slot = pending[0]
+                fut = slot.fut
+                if fut is not None:
+                    if not fut.done():
+                        turn = slot.turn
+                        if turn is not None and not turn.done():
+                            turn.set_result(None)
+                        break
+                    _settle(slot, fut)
+                self._encode(slot.id, slot.op, slot.value, slot.error)
+                pending.popleft()
+                answered += 1
+            if out:
+                self._counters.bytes_out += len(out)
+                transport.write(bytes(out))
+                out.clear()
+            if not answered:
+                break
             self._inflight -= answered
             self._server.release(answered)
-            if not self._reading or self._eof:
-                self._pump()
-                if pending and (pending[0].fut is None or pending[0].fut.done()):
-                    self._flush_scheduled = True
-                    self._loop.call_soon(self._flush)
+            if self._reading and not self._eof:
+                break
+            # Room came free: frames held back by the bound are read now, and their
+            # answers (ready ones go straight into the buffer) written in this pass.
+            self._pump()
+            if not out and not (pending and (pending[0].fut is None or pending[0].fut.done())):
+                break
+            if self._transport is None or self._write_paused:
+                break
         self._maybe_close()
 
     def _encode(self, rid: Any, op: str, value: Any, error: ActorbusError | None) -> None:

@@ -423,3 +423,16 @@ async def test_many_connections_at_once_each_get_their_own_answers(sock_path: Pa
     async with running(sock_path), anyio.create_task_group() as tg:
         for n in range(20):
             tg.start_soon(one, n)
+
+
+async def test_requests_read_after_a_pause_are_answered_even_when_nothing_waits_ahead(
+    sock_path: Path,
+) -> None:
+    async with running(sock_path, max_inflight_per_connection=2) as run, connect(sock_path) as raw:
+        await raw.send({"id": 0, "op": "gate"}, {"id": 1, "op": "gate"})
+        await raw.send(*({"id": i, "op": "ping"} for i in range(2, 5)))
+        await wait_until(lambda: len(run.gates) == 2)
+        for fut in run.gates:
+            fut.set_result("open")
+        answers = await raw.read(5)
+    assert answers == [ok(0, "open"), ok(1, "open")] + [ok(i, {"pong": True}) for i in range(2, 5)]
