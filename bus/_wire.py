@@ -326,7 +326,8 @@ def describe_decode_error(exc: BaseException, framing: Framing) -> str:
         return "invalid request: " + _QUOTED.sub("value", str(exc))
     kind = "JSON" if framing == "jsonl" else "MessagePack"
     if isinstance(exc, msgspec.DecodeError):
-        return f"the frame is not valid {kind}: " + _QUOTED.sub("value", str(exc))
+        detail = _QUOTED.sub("value", str(exc)).split("malformed: ", 1)[-1]
+        return f"the frame is not valid {kind}: {detail}"
     return f"the frame is not a valid {kind} request"
 
 
