@@ -17,61 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import struct
-import traceback
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from contracts import (
-    OP_EVENT,
-    ActorbusError,
-    ErrorBody,
-    EventMessage,
-    InternalError,
-    InvalidRequest,
-    Response,
-    ShuttingDown,
-    UnknownOp,
-)
+from contracts import ActorbusError, InvalidRequest, ShuttingDown, UnknownOp
 
-from ._wire import FrameReader, FrameWriter, Request, Result, parse_request
+from ._slot import (
+    PLAIN,
+    AnswerEncoder,
+    Slot,
+    deferred,
+    end_stream,
+    internal_error,
+    pump_stream,
+    settle,
+    unknown_op_message,
+)
+from ._wire import FrameReader, Request, parse_request
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from ._server import Server
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("actorbus.server")
 
-_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 _UNBOUNDED = 1 << 62
-_STREAM_BATCH = 256
-# Results that are answers as they are: the fast path skips the awaitable checks.
-_PLAIN = frozenset({dict, list, str, int, float, bool, type(None), Result})
-
-
-class _Slot:
-    """One request's place in the answer order.
-
-    Ready when ``fut`` is ``None`` (``value`` or ``error`` set) or done. A stream's
-    ``fut`` is the task that pumps it; ``turn`` is set when the slot reaches the head,
-    the moment the stream may write; ``end`` says why it was asked to stop early.
-    """
-
-    __slots__ = ("end", "error", "fut", "id", "op", "started", "turn", "value")
-
-    def __init__(self, rid: Any, op: str) -> None:
-        self.id = rid
-        self.op = op
-        self.value: Any = None
-        self.error: ActorbusError | None = None
-        self.fut: asyncio.Future[Any] | None = None
-        self.turn: asyncio.Future[None] | None = None
-        self.end: str | None = None
-        self.started = False
 
 
 class Connection(asyncio.Protocol):
@@ -88,13 +59,13 @@ class Connection(asyncio.Protocol):
         self._counters = server.counters
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader(config.max_frame_bytes)
-        self._writer: FrameWriter | None = None
+        # Set once the first byte told the framing.
+        self._encoder: AnswerEncoder | None = None
         # Requests read and not yet answered, in request order. Only the loop thread
         # touches it: appended by _accept, popped from the head by _flush.
-        self._pending: deque[_Slot] = deque()
-        self._out = bytearray()
+        self._pending: deque[Slot] = deque()
         self._inflight = 0
-        self._streams: set[_Slot] = set()
+        self._streams: set[Slot] = set()
         self._reading = True
         self._write_paused = False
         self._writable: asyncio.Future[None] | None = None
@@ -112,14 +83,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         transport = cast(asyncio.Transport, transport)
-        allowed = self._server.config.allowed_uids
-        if allowed:
-            uid = _peer_uid(transport)
-            if uid not in allowed:
-                self._counters.refused += 1
-                log.warning("refused a connection from uid %s (not in allowed_uids)", uid)
-                transport.abort()
-                return
+        if not self._server.admits(transport):
+            transport.abort()
+            return
         self._transport = transport
         self._server.connection_opened(self)
 
@@ -144,7 +110,7 @@ class Connection(asyncio.Protocol):
         self._eof = True
         self._close_when_drained = True
         for slot in list(self._streams):
-            self._end_stream(slot, "client")
+            end_stream(slot, "client")
         self._pump()
         self._flush()
         return True
@@ -156,7 +122,7 @@ class Connection(asyncio.Protocol):
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         for slot in list(self._streams):
-            self._end_stream(slot, "gone")
+            end_stream(slot, "gone")
         server = self._server
         while self._pending:
             fut = self._pending.popleft().fut
@@ -200,8 +166,8 @@ class Connection(asyncio.Protocol):
             if frames:
                 framing = reader.framing
                 assert framing is not None
-                if self._writer is None:
-                    self._writer = FrameWriter(framing)
+                if self._encoder is None:
+                    self._encoder = AnswerEncoder(framing, self._counters)
                 accept = self._accept
                 for body in frames:
                     accept(parse_request(body, framing))
@@ -226,35 +192,36 @@ class Connection(asyncio.Protocol):
             else:
                 handler = self._handlers.get(request.op)
                 if handler is None:
-                    error = UnknownOp(_unknown_op_message(request.op))
+                    error = UnknownOp(unknown_op_message(request.op))
                 else:
                     try:
                         out = handler(request)
                     except ActorbusError as exc:
                         error = exc
                     except Exception as exc:
-                        error = _internal(exc, request.op)
+                        error = internal_error(exc, request.op)
                     else:
-                        if type(out) not in _PLAIN and _deferred(out):
+                        if type(out) not in PLAIN and deferred(out):
                             self._defer(request, out)
                             return
         if not self._pending and not self._write_paused:
             # Nothing is waiting ahead of it: answer at once, no place in the order needed.
-            self._encode(request.id, request.op, out, error)
+            assert self._encoder is not None
+            self._encoder.answer(request.id, request.op, out, error)
             return
-        slot = _Slot(request.id, request.op)
+        slot = Slot(request.id, request.op)
         slot.value = out
         slot.error = error
         self._enqueue(slot)
 
-    def _enqueue(self, slot: _Slot) -> None:
+    def _enqueue(self, slot: Slot) -> None:
         self._pending.append(slot)
         self._inflight += 1
         self._server.inflight += 1
 
     def _defer(self, request: Request, out: Any) -> None:
         """Give an answer that comes later its place: a future, an awaitable or a stream."""
-        slot = _Slot(request.id, request.op)
+        slot = Slot(request.id, request.op)
         if isinstance(out, asyncio.Future):
             slot.fut = out
             if not out.done():
@@ -262,7 +229,7 @@ class Connection(asyncio.Protocol):
         elif hasattr(out, "__anext__"):
             slot.turn = self._loop.create_future()
             self._streams.add(slot)
-            slot.fut = self._loop.create_task(self._stream(slot, out))
+            slot.fut = self._loop.create_task(pump_stream(slot, out, self))
             slot.fut.add_done_callback(self._on_done)
         else:
             slot.fut = asyncio.ensure_future(out)
@@ -272,9 +239,9 @@ class Connection(asyncio.Protocol):
     def _fail_stream(self, error: ActorbusError) -> None:
         """The byte stream cannot be read on: answer ``error``, then close when drained."""
         self._failed = True
-        if self._writer is None:
-            self._writer = FrameWriter(self._reader.framing or "msgpack")
-        slot = _Slot(None, "")
+        if self._encoder is None:
+            self._encoder = AnswerEncoder(self._reader.framing or "msgpack", self._counters)
+        slot = Slot(None, "")
         slot.error = error
         self._enqueue(slot)
         self._reader.close()
@@ -323,11 +290,11 @@ class Connection(asyncio.Protocol):
         """Encode every answer ready at the head of the order; write them with one call."""
         self._flush_scheduled = False
         transport = self._transport
-        if transport is None or self._write_paused or self._writer is None:
+        encoder = self._encoder
+        if transport is None or self._write_paused or encoder is None:
             self._maybe_close()
             return
         pending = self._pending
-        out = self._out
         while True:
             answered = 0
             while pending:
@@ -339,14 +306,12 @@ class Connection(asyncio.Protocol):
                         if turn is not None and not turn.done():
                             turn.set_result(None)
                         break
-                    _settle(slot, fut)
-                self._encode(slot.id, slot.op, slot.value, slot.error)
+                    settle(slot, fut)
+                encoder.answer(slot.id, slot.op, slot.value, slot.error)
                 pending.popleft()
                 answered += 1
-            if out:
-                self._counters.bytes_out += len(out)
-                transport.write(bytes(out))
-                out.clear()
+            if encoder.buffer:
+                transport.write(encoder.take())
             if not answered:
                 break
             self._inflight -= answered
@@ -356,30 +321,13 @@ class Connection(asyncio.Protocol):
             # Room came free: frames held back by the bound are read now, and their
             # answers (ready ones go straight into the buffer) written in this pass.
             self._pump()
-            if not out and not (pending and (pending[0].fut is None or pending[0].fut.done())):
+            if not encoder.buffer and not (
+                pending and (pending[0].fut is None or pending[0].fut.done())
+            ):
                 break
             if self._transport is None or self._write_paused:
                 break
         self._maybe_close()
-
-    def _encode(self, rid: Any, op: str, value: Any, error: ActorbusError | None) -> None:
-        writer = self._writer
-        assert writer is not None
-        self._counters.frames_out += 1
-        if error is None:
-            status = 200
-            if type(value) is Result:
-                status = value.status
-                value = value.value
-            try:
-                writer.add(Response(rid, True, status, value), self._out)
-                return
-            except Exception as exc:
-                error = _internal(exc, op, "its result could not be encoded")
-        errors = self._counters.errors
-        errors[error.code] = errors.get(error.code, 0) + 1
-        body = ErrorBody(error.code, error.message)
-        writer.add(Response(rid, False, error.status, error=body), self._out)
 
     def _maybe_close(self) -> None:
         transport = self._transport
@@ -394,71 +342,22 @@ class Connection(asyncio.Protocol):
 
     # ---- streams --------------------------------------------------------------
 
-    async def _stream(self, slot: _Slot, items: AsyncIterator[Any]) -> Any:
-        """Pump a stream's items as event messages once the slot is at the head."""
-        slot.started = True
-        sent = 0
-        try:
-            if slot.end is None:
-                assert slot.turn is not None
-                await slot.turn
-                get_nowait = getattr(items, "get_nowait", None)
-                while slot.end is None:
-                    batch = [await items.__anext__()]
-                    if get_nowait is not None:
-                        while len(batch) < _STREAM_BATCH:
-                            try:
-                                batch.append(get_nowait())
-                            except LookupError:
-                                break
-                    self._write_events(slot.id, batch)
-                    sent += len(batch)
-                    if self._write_paused:
-                        await self._wait_writable()
-        except StopAsyncIteration:
-            return {"events": sent}
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if slot.end is None or task is None or task.uncancel() > 0:
-                raise
-        finally:
-            self._streams.discard(slot)
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception as exc:
-                    log.warning("closing a stream for op %s failed: %r", slot.op, type(exc))
-        if slot.end == "shutdown":
-            raise ShuttingDown("the server is shutting down; the stream ended")
-        return {"events": sent}
-
-    def _end_stream(self, slot: _Slot, reason: str) -> None:
-        if slot.end is not None:
-            return
-        slot.end = reason
-        fut = slot.fut
-        if slot.started and fut is not None and not fut.done():
-            fut.cancel()
-
-    def _write_events(self, rid: Any, items: list[Any]) -> None:
+    def write_events(self, rid: Any, items: list[Any]) -> None:
+        """Write a stream's items as event messages (its slot is at the head)."""
         transport = self._transport
-        writer = self._writer
-        if transport is None or writer is None:
+        encoder = self._encoder
+        if transport is None or encoder is None:
             return
-        out = self._out
-        for item in items:
-            try:
-                writer.add(EventMessage(OP_EVENT, rid, item), out)
-            except Exception as exc:
-                log.error("dropped a stream item that cannot be encoded: %s", type(exc).__name__)
-                continue
-        self._counters.frames_out += len(items)
-        self._counters.bytes_out += len(out)
-        transport.write(bytes(out))
-        out.clear()
+        encoder.events(rid, items)
+        transport.write(encoder.take())
 
-    async def _wait_writable(self) -> None:
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport asked us to stop writing (the client reads slowly)."""
+        return self._write_paused
+
+    async def wait_writable(self) -> None:
+        """Wait until the transport takes writes again."""
         if self._writable is None or self._writable.done():
             self._writable = self._loop.create_future()
         await self._writable
@@ -466,6 +365,10 @@ class Connection(asyncio.Protocol):
     def _wake_writable(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+
+    def stream_closed(self, slot: Slot) -> None:
+        """A stream's pump finished (its answer follows through its future)."""
+        self._streams.discard(slot)
 
     # ---- server control ---------------------------------------------------------
 
@@ -490,7 +393,7 @@ class Connection(asyncio.Protocol):
         self._shutting_down = True
         self._close_when_drained = True
         for slot in list(self._streams):
-            self._end_stream(slot, "shutdown")
+            end_stream(slot, "shutdown")
         self._pump()
         self._flush()
 
@@ -511,47 +414,3 @@ class Connection(asyncio.Protocol):
         """Drop the connection without flushing (a client that never reads its answers)."""
         if self._transport is not None:
             self._transport.abort()
-
-
-def _deferred(out: Any) -> bool:
-    """Whether a handler's return is an answer to come rather than the answer itself."""
-    return isinstance(out, asyncio.Future) or hasattr(out, "__anext__") or hasattr(out, "__await__")
-
-
-def _settle(slot: _Slot, fut: asyncio.Future[Any]) -> None:
-    if fut.cancelled():
-        slot.error = ShuttingDown("the request was cancelled as the server stopped")
-        return
-    exc = fut.exception()
-    if exc is None:
-        slot.value = fut.result()
-    elif isinstance(exc, ActorbusError):
-        slot.error = exc
-    else:
-        slot.error = _internal(exc, slot.op)
-
-
-def _internal(exc: BaseException, op: str, what: str = "it failed unexpectedly") -> InternalError:
-    # The exception's message may quote the request; log its type and where, never its text.
-    where = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
-    log.error("op %s: %s: %s\n%s", op, what, type(exc).__name__, where)
-    return InternalError(f"the request failed: {what} (the service logged the details)")
-
-
-def _unknown_op_message(op: str) -> str:
-    if not op or len(op) > 64 or not op.replace(".", "").replace("_", "").isalnum():
-        return "unknown op"
-    return f"unknown op {op!r}"
-
-
-def _peer_uid(transport: asyncio.Transport) -> int | None:
-    """The connecting process's uid from ``SO_PEERCRED`` (``None`` where unavailable)."""
-    sock = transport.get_extra_info("socket")
-    option = getattr(socket, "SO_PEERCRED", None)
-    if sock is None or option is None:
-        return None
-    try:
-        _pid, uid, _gid = _CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _CRED.size))
-    except (OSError, struct.error):
-        return None
-    return int(uid)

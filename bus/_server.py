@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import signal
-import socket
-import stat
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,7 +31,7 @@ import msgspec
 from contracts import OP_PING, OP_STATS, PingRequest, ServerConfig, StatsRequest
 
 from ._connection import Connection
-from ._errors import SocketInUse
+from ._listen import claim_path, peer_uid
 from ._wire import Request
 
 if TYPE_CHECKING:
@@ -44,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Server", "ServerStatistics", "serve_unix"]
 
 log = logging.getLogger("actorbus.server")
+
 
 #: An op's handler: takes the request, returns the result, a :class:`~bus.Result`, an
 #: awaitable of either (a future, e.g. an actor reply, or a coroutine), or an async
@@ -151,7 +148,7 @@ class Server:
         Raises:
             SocketInUse: A live server holds the path, or a non-socket file sits on it.
         """
-        self._lock_fd, sock, self._inode = await anyio.to_thread.run_sync(_claim, self.path)
+        self._lock_fd, sock, self._inode = await anyio.to_thread.run_sync(claim_path, self.path)
         try:
             self._listener = await self.loop.create_unix_server(
                 lambda: Connection(self), sock=sock, backlog=backlog
@@ -228,6 +225,18 @@ class Server:
     def handle(self, op: str, handler: Handler) -> None:
         """Answer ``op`` with ``handler`` from now on (replacing any handler it had)."""
         self.handlers[op] = handler
+
+    def admits(self, transport: asyncio.Transport) -> bool:
+        """Whether the peer may connect: its uid is on ``allowed_uids`` (when set)."""
+        allowed = self.config.allowed_uids
+        if not allowed:
+            return True
+        uid = peer_uid(transport)
+        if uid in allowed:
+            return True
+        self.counters.refused += 1
+        log.warning("refused a connection from uid %s (not in allowed_uids)", uid)
+        return False
 
     def connection_opened(self, conn: Connection) -> None:
         """A connection was accepted (and passed the uid allow-list)."""
@@ -333,57 +342,3 @@ async def serve_unix(
     finally:
         with anyio.CancelScope(shield=True):
             await server.aclose()
-
-
-# ---- claiming the path (runs in a worker thread: flock and connect may block) ----
-
-
-def _claim(path: Path) -> tuple[int, socket.socket, tuple[int, int]]:
-    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SocketInUse(f"another actorbus server is running on {path}") from None
-        _clear_stale(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(os.fspath(path))
-            # Before listen(): until then every connect is refused, so no client ever
-            # reaches the socket while its mode is still the umask's.
-            os.chmod(path, 0o600)
-            st = os.lstat(path)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-    except BaseException:
-        os.close(lock_fd)
-        raise
-    return lock_fd, sock, (st.st_dev, st.st_ino)
-
-
-def _clear_stale(path: Path) -> None:
-    """Remove a socket file left by a dead server; refuse a live one or a non-socket."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise SocketInUse(f"{path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2.0)
-    try:
-        probe.connect(os.fspath(path))
-    except ConnectionRefusedError:
-        os.unlink(path)
-        log.warning("replaced the stale socket %s (its server is gone)", path)
-        return
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.ETIMEDOUT) and not isinstance(exc, TimeoutError):
-            raise
-    finally:
-        probe.close()
-    raise SocketInUse(f"a live server is listening on {path}; not replacing it")
