@@ -138,7 +138,7 @@ class Server:
         self._listener: asyncio.AbstractServer | None = None
         self._lock_fd: int | None = None
         self._inode: tuple[int, int] | None = None
-        self._closed = False
+        self._closed: anyio.Event | None = None  # set once a shutdown has finished
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -166,9 +166,16 @@ class Server:
         ``config.shutdown_deadline_s``, then answered ``ShuttingDown``); requests read
         after it began are answered ``ShuttingDown``; streams end the same way.
         """
-        if self._closed:
+        if self._closed is not None:
+            await self._closed.wait()  # a second caller waits for the first to finish
             return
-        self._closed = True
+        self._closed = anyio.Event()
+        try:
+            await self._shut_down()
+        finally:
+            self._closed.set()
+
+    async def _shut_down(self) -> None:
         self.closing = True
         if self._listener is not None:
             self._listener.close()
@@ -189,6 +196,9 @@ class Server:
                 await asyncio.gather(*self._orphans, return_exceptions=True)
             for fut in self._orphans:
                 fut.cancel()
+        if self._listener is not None:
+            with anyio.move_on_after(1.0):
+                await self._listener.wait_closed()
         log.info("stopped listening on %s", self.path)
 
     async def _wait_connections(self) -> None:
