@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,12 +22,23 @@ class Actor:
     The value a handler returns is the reply to an ``ask``; an exception it raises
     reaches the asker as that exception.
 
+    An actor whose handling never waits may define ``receive`` as a plain method
+    instead of a coroutine: the runtime then calls it directly, which saves
+    creating and running a coroutine per message (about a third of the cost of a
+    tell to a trivial actor).
+
     Attributes:
         batch_size: When above zero, :meth:`receive_batch` is called with up to this
             many queued messages at once (group commit) instead of :meth:`receive`.
+        direct: Set by the runtime: whether ``receive`` is a plain method.
     """
 
     batch_size: ClassVar[int] = 0
+    direct: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.direct = not inspect.iscoroutinefunction(cls.receive)
 
     async def on_start(self) -> None:
         """Run once when the actor is created or restarted, before its first message."""
@@ -94,7 +106,10 @@ class ActorRef:
             if cell.activation is None:
                 cell.activation = cell.bus.activate(cell)
             return cell.done
-        return self._tell_when_room(cell.resolve(), message)
+        if cell.state:
+            # Passivated: follow to the successor for good, so later tells take the fast path.
+            cell = self._cell = cell.resolve()
+        return self._tell_when_room(cell, message)
 
     @staticmethod
     async def _tell_when_room(cell: Cell, message: Any) -> None:

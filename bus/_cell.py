@@ -246,6 +246,8 @@ class Cell:
                     assert self.actor is not None
                     if self.actor.batch_size > 0:
                         await self._drain_batches(self.actor.batch_size)
+                    elif self.actor.direct:
+                        await self._drain_direct()
                     else:
                         await self._drain()
                     continue
@@ -330,6 +332,52 @@ class Cell:
                         raise
                     if fut is not None and not fut.done():
                         fut.set_result(result)
+                    counters.sample(perf_counter() - t0)
+                    if handled >= THROUGHPUT:
+                        counters.messages_out += handled
+                        handled = 0
+                        await _yield()
+        finally:
+            counters.messages_out += handled
+
+    async def _drain_direct(self) -> None:
+        """:meth:`_drain` for an actor whose ``receive`` is a plain method (no coroutine)."""
+        mailbox = self.mailbox
+        waiters = self.space_waiters
+        counters = self.counters
+        actor = self.actor
+        assert actor is not None
+        receive = actor.receive
+        handled = 0
+        try:
+            while mailbox:
+                message = mailbox.popleft()
+                if type(message) is Request:
+                    fut = message.fut
+                    message = message.message
+                else:
+                    fut = None
+                if waiters:
+                    self._wake_one()
+                handled += 1
+                sampled = not handled & _SAMPLE_MASK
+                if sampled:
+                    t0 = perf_counter()
+                try:
+                    result = receive(message)
+                except Exception as exc:
+                    counters.failures += 1
+                    if fut is not None:
+                        _fail(fut, exc)
+                    elif not await self._crashed(exc):
+                        return
+                    actor = self.actor
+                    assert actor is not None
+                    receive = actor.receive
+                    continue
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
+                if sampled:
                     counters.sample(perf_counter() - t0)
                     if handled >= THROUGHPUT:
                         counters.messages_out += handled
