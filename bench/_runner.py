@@ -13,46 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from actorbus import Progress
 from bus import run, uvloop_available
 
 from ._harness import Context, Measurement, Scenario, cpu_count
 from ._registry import all_scenarios
 
 __all__ = ["judge", "run_bench"]
-
-
-class _Progress:
-    """A one-line progress bar on a terminal; plain lines elsewhere."""
-
-    def __init__(self, out: TextIO, total: int) -> None:
-        self.out = out
-        self.total = total
-        self.tty = out.isatty()
-        self.index = 0
-        self.name = ""
-
-    def start(self, index: int, name: str) -> None:
-        self.index = index
-        self.name = name
-        if not self.tty:
-            print(f"[{index + 1}/{self.total}] {name} ...", file=self.out, flush=True)
-        self.update(0.0)
-
-    def update(self, fraction: float) -> None:
-        if not self.tty:
-            return
-        done = (self.index + max(0.0, min(1.0, fraction))) / self.total
-        width = 30
-        filled = int(done * width)
-        bar = "#" * filled + "-" * (width - filled)
-        line = f"\r[{bar}] {done * 100:5.1f}%  {self.name:<32}"
-        self.out.write(line)
-        self.out.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.out.write("\r" + " " * 80 + "\r")
-            self.out.flush()
 
 
 def _measure(scenario: Scenario, ctx: Context) -> Measurement:
@@ -137,18 +104,28 @@ def run_bench(
     only: Sequence[str] = (),
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    scenarios: Sequence[Scenario] | None = None,
 ) -> int:
     """Run the scenarios (all, or those whose names start with one of ``only``).
+
+    Args:
+        quick: Smaller workloads.
+        json_path: Where to write the figures as JSON, if anywhere.
+        only: Name prefixes to select scenarios.
+        out: Where the table goes.
+        err: Where progress goes.
+        scenarios: The scenarios to choose from (default: every registered one).
 
     Returns:
         0 when every target with a measured baseline was met, 1 otherwise.
     """
-    scenarios = [s for s in all_scenarios() if not only or s.name.startswith(tuple(only))]
+    pool = all_scenarios() if scenarios is None else list(scenarios)
+    scenarios = [s for s in pool if not only or s.name.startswith(tuple(only))]
     if not scenarios:
         print(f"actorbus bench: no scenario matches {list(only)}", file=err)
         return 2
     results: dict[str, dict[str, Any]] = {}
-    progress = _Progress(err, len(scenarios))
+    progress = Progress(err, len(scenarios))
     workdir = Path(tempfile.mkdtemp(prefix="actorbus-bench-"))
     started = time.perf_counter()
     try:
