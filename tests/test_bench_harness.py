@@ -81,9 +81,7 @@ def test_async_scenarios_run_on_the_bus_loop():
         return Measurement(1.0, "x")
 
     out = io.StringIO()
-    code = run_bench(
-        quick=True, out=out, err=io.StringIO(), scenarios=[Scenario("a.b", measure)]
-    )
+    code = run_bench(quick=True, out=out, err=io.StringIO(), scenarios=[Scenario("a.b", measure)])
     assert code == 0 and "a.b" in out.getvalue()
 
 
