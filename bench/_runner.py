@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from actorbus import Progress
 from bus import run, uvloop_available
 
-from ._harness import Context, Measurement, Scenario, cpu_count
+from ._harness import Context, Measurement, Scenario, Skip, cpu_count
 from ._registry import all_scenarios
 
 __all__ = ["judge", "run_bench"]
@@ -120,11 +120,17 @@ def run_bench(
         0 when every target with a measured baseline was met, 1 otherwise.
     """
     pool = all_scenarios() if scenarios is None else list(scenarios)
-    scenarios = [s for s in pool if not only or s.name.startswith(tuple(only))]
+    chosen = {s.name for s in pool if not only or s.name.startswith(tuple(only))}
+    # A chosen scenario's baseline runs too, or its target could not be judged.
+    chosen |= {
+        s.target.baseline for s in pool if s.name in chosen and s.target and s.target.baseline
+    }
+    scenarios = [s for s in pool if s.name in chosen]
     if not scenarios:
         print(f"actorbus bench: no scenario matches {list(only)}", file=err)
         return 2
     results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     progress = Progress(err, len(scenarios))
     workdir = Path(tempfile.mkdtemp(prefix="actorbus-bench-"))
     started = time.perf_counter()
@@ -134,7 +140,11 @@ def run_bench(
             scratch = workdir / f"{index:02d}"
             scratch.mkdir()
             ctx = Context(quick=quick, workdir=scratch, progress=progress.update)
-            measurement = _measure(scenario, ctx)
+            try:
+                measurement = _measure(scenario, ctx)
+            except Skip as skip:
+                skipped[scenario.name] = str(skip)
+                continue
             entry: dict[str, Any] = {
                 "value": measurement.value,
                 "unit": measurement.unit,
@@ -152,6 +162,8 @@ def run_bench(
         shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.perf_counter() - started
     _table(list(results.items()), out)
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}", file=out)
     missed = [n for n, e in results.items() if (e.get("target") or {}).get("met") is False]
     print(
         f"\n{len(results)} scenarios in {elapsed:.1f}s ({'quick' if quick else 'full'}); "
@@ -161,6 +173,7 @@ def run_bench(
     if json_path is not None:
         document = {
             "scenarios": results,
+            "skipped": skipped,
             "meta": {
                 "quick": quick,
                 "elapsed_s": round(elapsed, 2),

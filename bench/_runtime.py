@@ -13,7 +13,7 @@ from typing import Any
 from bus import Actor, ActorRef, open_bus
 
 from ._baselines import floor_write_batched, seed_per_event
-from ._harness import Context, Measurement, Scenario, Target, best_of
+from ._harness import Context, Measurement, Scenario, Skip, Target, best_of
 
 __all__ = ["SCENARIOS"]
 
@@ -73,7 +73,10 @@ async def _asks(ref: ActorRef, n: int) -> float:
 
 
 def _pykka_refs() -> Any:
-    import pykka
+    try:
+        import pykka
+    except ImportError:
+        raise Skip("Pykka is not installed: pip install 'actorbus[bench]'") from None
 
     class Echo(pykka.ThreadingActor):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import Context, Measurement, Scenario, Target, judge, run_bench
+from bench import Context, Measurement, Scenario, Skip, Target, judge, run_bench
 from bench._registry import all_scenarios
 
 
@@ -113,3 +113,43 @@ def test_baseline_scenarios_measure_real_writes(tmp_path: Path, name: str):
     assert measurement.value > 0
     written = sum(p.stat().st_size for p in tmp_path.rglob("*.jsonl"))
     assert written > 0 and written % 300 == 0
+
+
+def test_only_runs_the_baselines_its_targets_need():
+    ran: list[str] = []
+
+    def record(name: str):
+        def measure(ctx: Context) -> Measurement:
+            ran.append(name)
+            return Measurement(10.0, "x")
+
+        return measure
+
+    scenarios = [
+        Scenario("base.a", record("base.a"), baseline=True),
+        Scenario("base.b", record("base.b"), baseline=True),
+        Scenario("ours.a", record("ours.a"), Target("base.a", 1.0)),
+    ]
+    out = io.StringIO()
+    assert (
+        run_bench(quick=True, only=["ours"], out=out, err=io.StringIO(), scenarios=scenarios) == 0
+    )
+    assert ran == ["base.a", "ours.a"]
+
+
+def test_a_scenario_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path):
+    def unavailable(ctx: Context) -> Measurement:
+        raise Skip("peer library missing: install the bench extra")
+
+    scenarios = [
+        Scenario("peer.x", unavailable, baseline=True),
+        Scenario("ours.x", _fixed(5.0), Target("peer.x", 2.0)),
+    ]
+    out = io.StringIO()
+    path = tmp_path / "out.json"
+    code = run_bench(quick=True, json_path=path, out=out, err=io.StringIO(), scenarios=scenarios)
+    assert code == 0
+    assert "skipped peer.x: peer library missing" in out.getvalue()
+    document = json.loads(path.read_text())
+    assert document["skipped"] == {"peer.x": "peer library missing: install the bench extra"}
+    assert document["scenarios"]["ours.x"]["target"]["met"] is None
