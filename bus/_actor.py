@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from contracts import Overloaded
 
+from ._mail import Request
+
 if TYPE_CHECKING:
     from ._cell import Cell
 
@@ -146,11 +148,22 @@ class ActorRef:
             ActorStopped: The actor has stopped.
             Exception: Whatever the handler raised.
         """
-        cell = self._cell.resolve()
-        if len(cell.mailbox) >= cell.capacity:
-            await cell.wait_for_space()
-            cell = cell.resolve()
-        return await cell.await_reply(cell.put_request(message), timeout)
+        cell = self._cell
+        if cell.state or len(cell.mailbox) >= cell.capacity:
+            if cell.state:
+                cell = self._cell = cell.resolve()
+            while len(cell.mailbox) >= cell.capacity:
+                await cell.wait_for_space()
+                cell = cell.resolve()
+            return await cell.await_reply(cell.put_request(message), timeout)
+        # Fast path, inlined as in tell: queue the request, wake the actor, wait.
+        fut = cell.bus.loop.create_future()
+        cell.mailbox.append(Request(message, fut))
+        if cell.activation is None:
+            cell.activation = cell.bus.activate(cell)
+        if timeout is None:
+            return await fut
+        return await cell.await_reply(fut, timeout)
 
     def try_ask(self, message: Any, *, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
         """Queue a request now, without waiting for room; await the result for the reply.

@@ -21,6 +21,7 @@ from contracts import ShuttingDown
 
 from ._actor import Actor
 from ._errors import ActorStopped, AskTimeout
+from ._mail import Request, unpack
 from ._stats import LATENCY_SAMPLE_EVERY, Counters
 
 if TYPE_CHECKING:
@@ -33,9 +34,7 @@ __all__ = [
     "STOPPED",
     "THROUGHPUT",
     "Cell",
-    "Request",
     "RestartPolicy",
-    "unpack",
 ]
 
 log = logging.getLogger("actorbus.bus")
@@ -49,26 +48,6 @@ STOPPED = 2  # restart budget spent; mail goes to dead letters
 CLOSED = 3  # the bus has closed; mail raises ShuttingDown
 
 _SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
-
-
-class Request:
-    """An ask in a mailbox: the message and the future its reply completes.
-
-    A tell is queued as the bare message, so the common case allocates nothing.
-    """
-
-    __slots__ = ("fut", "message")
-
-    def __init__(self, message: Any, fut: asyncio.Future[Any]) -> None:
-        self.message = message
-        self.fut = fut
-
-
-def unpack(item: Any) -> tuple[Any, asyncio.Future[Any] | None]:
-    """Split a mailbox item into the message and its reply future (``None``: a tell)."""
-    if type(item) is Request:
-        return item.message, item.fut
-    return item, None
 
 
 class RestartPolicy:
