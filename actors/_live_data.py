@@ -7,7 +7,6 @@ runs in a worker thread, so the event loop never waits on disk or on the lock.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,16 @@ import anyio
 import msgspec
 
 from bus import Actor, Bus
-from contracts import ActorbusError, LiveDataConfig, LiveWriteResult
+from contracts import LiveDataConfig, LiveWriteResult
 
 from ._live_engine import LiveEngine
-from ._live_scopes import build_scopes, safe_scope_name
+from ._live_scopes import build_scopes
 from ._live_store import FileLiveStore, LiveStore
 from ._live_validate import ContractValidator
 from ._named_lock import NamedLock
 from ._privacy import PrivacyGate
 
 __all__ = ["LIVE_DATA_LOCK", "LiveData", "LiveDataActor", "WriteBranch"]
-
-log = logging.getLogger("actorbus.live")
 
 #: The generated-data lock's name, distinct from any per-job run lock.
 LIVE_DATA_LOCK = "generated-live-data"
@@ -55,27 +52,7 @@ class LiveDataActor(Actor):
         """Handle a :class:`WriteBranch`; its result or typed error goes to the asker."""
         match message:
             case WriteBranch(scope=scope, data=data, delete=delete):
-                try:
-                    result = await anyio.to_thread.run_sync(self._engine.write, scope, data, delete)
-                except ActorbusError as exc:
-                    # The message is safe by construction: paths and rule names only.
-                    log.info(
-                        "live write rejected: scope=%s code=%s %s",
-                        safe_scope_name(scope),
-                        exc.code,
-                        exc.message,
-                    )
-                    raise
-                log.info(
-                    "live write: scope=%s base=%s bytes=%d branches=%s lock_wait_ms=%.1f%s",
-                    result.scope,
-                    result.base,
-                    result.bytes,
-                    ",".join(result.branches),
-                    result.lock_wait_ms,
-                    "" if result.lock_release == "released" else f" lock={result.lock_release}",
-                )
-                return result
+                return await anyio.to_thread.run_sync(self._engine.write, scope, data, delete)
             case _:
                 raise TypeError(f"live-data actor got a {type(message).__name__}")
 
@@ -108,6 +85,7 @@ class LiveData:
         store: LiveStore | None = None,
     ) -> None:
         root = Path(root)
+        gate = PrivacyGate([root])
         self.engine = LiveEngine(
             store=store or FileLiveStore(root / "data"),
             lock=NamedLock(
@@ -118,8 +96,8 @@ class LiveData:
                 hostname=hostname,
             ),
             scopes=build_scopes(config.scopes),
-            validator=ContractValidator(contract),
-            gate=PrivacyGate([root]),
+            validator=ContractValidator(contract, gate.redact),
+            gate=gate,
             lock_wait_s=config.lock_wait_s,
         )
         engine = self.engine

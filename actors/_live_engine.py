@@ -7,14 +7,23 @@ write at a time: the live-data actor sequences the calls.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from contracts import InvalidRequest, LiveBase, LiveDataInvalid, LiveWriteResult, LockRelease
+from contracts import (
+    ActorbusError,
+    InternalError,
+    InvalidRequest,
+    LiveBase,
+    LiveDataInvalid,
+    LiveWriteResult,
+    LockRelease,
+)
 
-from ._live_scopes import FULL, Scope, check_write, merge
+from ._live_scopes import FULL, Scope, check_write, merge, safe_scope_name
 from ._live_store import LiveStore
 from ._live_validate import ContractValidator, pretty
 from ._named_lock import NamedLock
@@ -120,8 +129,31 @@ class LiveEngine:
             PrivacyViolation: The merged document carries something private.
             LockBusy: The lock stayed held by a live owner for ``lock_wait_s``.
         """
+        try:
+            result = self._write(scope, data, delete)
+        except ActorbusError as exc:
+            # The message is safe by construction: paths and rule names, never values.
+            log.info(
+                "live write rejected: scope=%s code=%s %s",
+                safe_scope_name(scope),
+                exc.code,
+                exc.message,
+            )
+            raise
+        log.info(
+            "live write: scope=%s base=%s bytes=%d branches=%s lock_wait_ms=%.1f lock=%s",
+            result.scope,
+            result.base,
+            result.bytes,
+            ",".join(result.branches),
+            result.lock_wait_ms,
+            result.lock_release,
+        )
+        return result
+
+    def _write(self, scope: str, data: Any, delete: bool) -> LiveWriteResult:
         data = normalise(data)
-        found, branches = check_write(self.scopes, scope, data, delete)
+        found, branches = check_write(self.scopes, scope, data, delete, self.gate.redact)
         handle = self.lock.acquire(self.lock_wait_s)
         try:
             if found.name == FULL:
@@ -133,7 +165,15 @@ class LiveEngine:
             self.validator.validate(merged)
             self.gate.check(merged)
             body = pretty(merged)
-            self.store.replace(body)
+            try:
+                self.store.replace(body)
+            except OSError as exc:
+                # The error names no path: the store's location is private.
+                raise InternalError(
+                    f"writing the live-data document failed ({type(exc).__name__}: "
+                    f"{os.strerror(exc.errno) if exc.errno else 'no detail'}); "
+                    "the previous document is unchanged"
+                ) from None
         finally:
             # On every path, failures included; a mismatch is left on disk and reported.
             release: LockRelease = self.lock.release(handle)

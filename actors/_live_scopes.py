@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -176,7 +176,11 @@ def _get(node: Any, path: Path) -> tuple[bool, Any]:
 
 
 def check_write(
-    scopes: Mapping[str, Scope], scope: str, data: Any, delete: bool
+    scopes: Mapping[str, Scope],
+    scope: str,
+    data: Any,
+    delete: bool,
+    redactor: Callable[[str], str] | None = None,
 ) -> tuple[Scope, list[str]]:
     """Apply the pre-merge checks in SPEC order; return the scope and the branches written.
 
@@ -185,6 +189,7 @@ def check_write(
         scope: The scope named by the request.
         data: The request's data, a JSON tree shaped like the whole document.
         delete: Whether owned branches that ``data`` omits are to be deleted.
+        redactor: Masks private text in keys named by an error (default :func:`redact`).
 
     Returns:
         The scope and the dotted branch paths the write replaces or deletes.
@@ -206,7 +211,7 @@ def check_write(
     if found.kind == "host":
         if EXTENSIONS in data:
             raise OwnershipViolation(
-                f"scope {HOST_LOCAL} does not own: {redact(EXTENSIONS)} "
+                f"scope {HOST_LOCAL} does not own: {EXTENSIONS} "
                 f"(it owns every root key except {EXTENSIONS})"
             )
         if not data and not delete:
@@ -217,7 +222,7 @@ def check_write(
         return found, sorted(data)
     outside = _outside(data, found.paths)
     if outside:
-        shown = ", ".join(redact(format_path(p)) for p in outside[:10])
+        shown = ", ".join(format_path(p, redactor) for p in outside[:10])
         more = f" and {len(outside) - 10} more" if len(outside) > 10 else ""
         raise OwnershipViolation(f"scope {safe_scope_name(scope)} does not own: {shown}{more}")
     missing = [p for p in found.paths if not _get(data, p)[0]]

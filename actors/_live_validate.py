@@ -13,6 +13,7 @@ contract does not declare is a host-local branch and must be a JSON object.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -59,22 +60,27 @@ def _safe_reason(message: str) -> tuple[str, str]:
     return redact(reason), redact(path or "$")
 
 
-def _repairs(original: Any, decoded: Any, path: tuple[str | int, ...], out: list[str]) -> None:
+def _repairs(
+    original: Any,
+    decoded: Any,
+    path: tuple[str | int, ...],
+    out: list[tuple[tuple[str | int, ...], str]],
+) -> None:
     """Collect paths where ``decoded`` adds to or differs from ``original``."""
     if isinstance(decoded, dict) and isinstance(original, dict):
         for key, value in decoded.items():
             if key not in original:
-                out.append(f"{format_path((*path, key))} (a default would be filled in)")
+                out.append(((*path, key), "a default would be filled in"))
             else:
                 _repairs(original[key], value, (*path, key), out)
     elif isinstance(decoded, list) and isinstance(original, list):
         if len(decoded) != len(original):
-            out.append(f"{format_path(path)} (the list would change)")
+            out.append((path, "the list would change"))
             return
         for i, (o, d) in enumerate(zip(original, decoded, strict=True)):
             _repairs(o, d, (*path, i), out)
     elif type(decoded) is not type(original) or decoded != original:
-        out.append(f"{format_path(path)} (the value would be coerced)")
+        out.append((path, "the value would be coerced"))
 
 
 class ContractValidator:
@@ -82,9 +88,11 @@ class ContractValidator:
 
     Args:
         contract: A msgspec-decodable type; :class:`~contracts.LiveDocument` by default.
+        redactor: Masks private text in keys named by an error (default :func:`redact`).
     """
 
-    def __init__(self, contract: Any = None) -> None:
+    def __init__(self, contract: Any = None, redactor: Callable[[str], str] | None = None) -> None:
+        self._redact = redactor or redact
         self.contract: Any = LiveDocument if contract is None else contract
         self._decoder = msgspec.json.Decoder(self.contract, strict=True)
         info = msgspec.inspect.type_info(self.contract)
@@ -118,10 +126,10 @@ class ContractValidator:
             raise LiveDataInvalid(f"live data fails its contract at {at}: {reason}") from None
         except (msgspec.DecodeError, msgspec.EncodeError, RecursionError):
             raise LiveDataInvalid("live data is not an encodable JSON document") from None
-        repairs: list[str] = []
+        repairs: list[tuple[tuple[str | int, ...], str]] = []
         _repairs(document, again, (), repairs)
         if repairs:
-            shown = ", ".join(redact(r) for r in repairs[:10])
+            shown = ", ".join(f"{format_path(p, self._redact)} ({why})" for p, why in repairs[:10])
             raise LiveDataInvalid(f"live data would be changed by validation: {shown}")
         if self._declared is not None:
             loose = [
@@ -130,7 +138,7 @@ class ContractValidator:
                 if k not in self._declared and not isinstance(v, dict)
             ]
             if loose:
-                shown = ", ".join(redact(format_path((k,))) for k in sorted(loose)[:10])
+                shown = ", ".join(format_path((k,), self._redact) for k in sorted(loose)[:10])
                 raise LiveDataInvalid(
                     f"live data fails its contract: host-local branches must be objects: {shown}"
                 )

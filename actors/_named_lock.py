@@ -268,12 +268,13 @@ class NamedLock:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
 
-    def _recover(self) -> bool:
-        """Break the current lock if it is stale; whether a lock was broken.
+    def break_if_stale(self) -> bool:
+        """Break the current lock if it is stale; return whether a lock was broken.
 
-        Everything runs under the guard flock and the record is re-read there, so
-        of two recoverers that judged the same record, the second finds it gone
-        (or replaced by the winner's live record) and breaks nothing.
+        Safe to call from any number of processes at once: everything runs under
+        the guard flock and the record is re-read there, so of two recoverers that
+        judged the same record, the second finds it gone (or replaced by the
+        winner's live record) and breaks nothing.
         """
         with self._flock(self._guard, blocking=True):
             try:
@@ -310,7 +311,7 @@ class NamedLock:
     def _attempt(self, started: float) -> LockHandle | None:
         record = self._create()
         recovered = False
-        if record is None and self._recover():
+        if record is None and self.break_if_stale():
             recovered = True
             record = self._create()
         if record is None:

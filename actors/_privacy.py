@@ -11,7 +11,7 @@ text (a path made of keys) before it goes into an error or a log line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ _PATHS: tuple[tuple[str, str], ...] = (
     ("root-home-path", r"(?<![\w.-])/root(?:/|\b)"),
     ("macos-user-path", r"(?<![\w.-])/Users/[^/\s]+"),
     ("windows-user-path", r"(?i)\b[A-Z]:[\\/]+Users[\\/]+[^\\/\s]+"),
-    ("tilde-home-path", r"(?<![\w~])~[A-Za-z0-9._-]*/"),
+    ("tilde-home-path", r"(?<![\w~/])~[A-Za-z0-9._-]*/"),
 )
 
 _KEY_NAMES = frozenset(
@@ -130,14 +130,20 @@ def redact(text: str, rules: Sequence[tuple[str, re.Pattern[str]]] | None = None
     return text
 
 
-def format_path(segments: Sequence[str | int]) -> str:
-    """Render JSON path segments as ``a.b[2].c`` (``$`` for the root)."""
+def format_path(segments: Sequence[str | int], redactor: Callable[[str], str] | None = None) -> str:
+    """Render JSON path segments as ``a.b[2].c`` (``$`` for the root).
+
+    Each key is redacted on its own (a key may itself be a secret), with
+    ``redactor`` or the default rules of :func:`redact`.
+    """
+    mask = redactor or redact
     out: list[str] = []
     for segment in segments:
         if isinstance(segment, int):
             out.append(f"[{segment}]")
         else:
-            out.append(f".{segment}" if out else segment)
+            text = mask(segment)
+            out.append(f".{text}" if out else text)
     return "".join(out) or "$"
 
 
@@ -192,7 +198,7 @@ class PrivacyGate:
                     child = (*path, key)
                     rule = _key_rule(key) or self.value_rule(key)
                     if rule is not None:
-                        hits.append(PrivacyHit(self.redact(format_path(child)), rule))
+                        hits.append(PrivacyHit(format_path(child, self.redact), rule))
                     children.append((child, value))
                 stack.extend(reversed(children))
             elif isinstance(node, list):
@@ -200,7 +206,7 @@ class PrivacyGate:
             elif isinstance(node, str):
                 rule = self.value_rule(node)
                 if rule is not None:
-                    hits.append(PrivacyHit(self.redact(format_path(path)), rule))
+                    hits.append(PrivacyHit(format_path(path, self.redact), rule))
         return hits
 
     def check(self, document: Any) -> None:
