@@ -122,6 +122,7 @@ class LiveData:
             LiveDataInvalid: Own branch omitted, no valid base, or contract failure.
             PrivacyViolation: The merged document carries something private.
             LockBusy: The lock stayed held by a live owner past ``lock_wait_s``.
+            InternalError: Storage or the lock directory failed; nothing was written.
         """
         result: LiveWriteResult = await self.ref.ask(WriteBranch(scope, data, delete))
         return result

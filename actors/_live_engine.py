@@ -128,9 +128,18 @@ class LiveEngine:
                 fails the contract.
             PrivacyViolation: The merged document carries something private.
             LockBusy: The lock stayed held by a live owner for ``lock_wait_s``.
+            InternalError: Storage or the lock directory failed (no path in the message).
         """
         try:
-            result = self._write(scope, data, delete)
+            try:
+                result = self._write(scope, data, delete)
+            except OSError as exc:
+                # Named by its error number only: the OSError's text holds a private path.
+                detail = os.strerror(exc.errno) if exc.errno else "no detail"
+                raise InternalError(
+                    f"live-data storage failed ({type(exc).__name__}: {detail}); "
+                    "the previous document is unchanged"
+                ) from None
         except ActorbusError as exc:
             # The message is safe by construction: paths and rule names, never values.
             log.info(
@@ -165,15 +174,7 @@ class LiveEngine:
             self.validator.validate(merged)
             self.gate.check(merged)
             body = pretty(merged)
-            try:
-                self.store.replace(body)
-            except OSError as exc:
-                # The error names no path: the store's location is private.
-                raise InternalError(
-                    f"writing the live-data document failed ({type(exc).__name__}: "
-                    f"{os.strerror(exc.errno) if exc.errno else 'no detail'}); "
-                    "the previous document is unchanged"
-                ) from None
+            self.store.replace(body)
         finally:
             # On every path, failures included; a mismatch is left on disk and reported.
             release: LockRelease = self.lock.release(handle)

@@ -3,7 +3,7 @@
 A lock ``<id>`` is the file ``<lock_root>/<id>.lock`` holding its owner record
 (SPEC section 9)::
 
-    {"lock_id", "pid", "host", "token", "acquired_at", "pid_start", "acquired_unix"}
+    {"lock_id", "pid", "host", "token", "acquired_at", "pid_start"}
 
 Acquiring creates the file exclusively: the record is written and fsynced to a
 private temp file (``O_CREAT|O_EXCL``), then hard-linked to the lock path, which
@@ -187,7 +187,9 @@ class NamedLock:
         self.clock = clock or time.time
         self.host = hostname or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
-        self._start = process_start_time(self.pid)
+        # Read from /proc on the first acquisition, in the worker thread.
+        self._start: int | None = None
+        self._start_read = False
 
     # ---- reading -------------------------------------------------------------
 
@@ -243,6 +245,9 @@ class NamedLock:
 
     def _create(self) -> OwnerRecord | None:
         """Try to create the lock file with a fresh record; ``None`` if it exists."""
+        if not self._start_read:
+            self._start = process_start_time(self.pid)
+            self._start_read = True
         record = OwnerRecord(
             lock_id=self.lock_id,
             pid=self.pid,

@@ -263,6 +263,18 @@ async def test_a_failed_store_write_releases_the_lock_and_hides_the_path(tmp_pat
     assert not lock_file(tmp_path).exists()
 
 
+async def test_an_unusable_lock_directory_is_an_internal_error_without_its_path(
+    tmp_path: Path,
+) -> None:
+    setup(tmp_path)
+    (tmp_path / "locks").write_bytes(b"not a directory")
+    async with open_bus() as bus:
+        with pytest.raises(InternalError) as info:
+            await LiveData(bus, tmp_path, CONFIG).write("trend-finder", tf())
+    assert str(tmp_path) not in info.value.message
+    assert not (tmp_path / "data" / "live-data.json").exists()
+
+
 async def test_a_write_waits_for_another_processes_lock_then_reports_busy(tmp_path: Path) -> None:
     setup(tmp_path)
     holder = subprocess.Popen(
