@@ -27,7 +27,6 @@ that just released cannot take the lock again ahead of a peer already waiting.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -314,11 +313,13 @@ class NamedLock:
             return self._attempt(time.monotonic())
 
     def _attempt(self, started: float) -> LockHandle | None:
-        record = self._create()
         recovered = False
-        if record is None and self.break_if_stale():
+        # Look before writing a record: a waiter polls, and each record costs an fsync.
+        if os.path.lexists(self.path):
+            if not self.break_if_stale():
+                return None
             recovered = True
-            record = self._create()
+        record = self._create()
         if record is None:
             return None
         return LockHandle(record, time.monotonic() - started, recovered)
@@ -377,26 +378,22 @@ class NamedLock:
         Returns:
             ``released``, ``mismatch`` or ``missing``.
         """
+        outcome: LockRelease
         with self._flock(self._guard, blocking=True):
             try:
                 record = self.read()
             except ValueError:
                 record = None
-                outcome: LockRelease = "mismatch"
+                outcome = "mismatch"  # an unreadable record is not ours to remove
             else:
                 if record is None:
                     outcome = "missing"
                 elif record.token != handle.record.token:
                     outcome = "mismatch"
                 else:
-                    try:
-                        os.unlink(self.path)
-                    except OSError as exc:
-                        if exc.errno != errno.ENOENT:
-                            raise
-                        outcome = "missing"
-                    else:
-                        outcome = "released"
+                    # Removals happen only under the guard, so this is still ours.
+                    os.unlink(self.path)
+                    outcome = "released"
         if outcome != "released":
             log.warning(
                 "lock %s: release found %s; the record on disk was left as it is",
