@@ -253,12 +253,16 @@ class Cell:
             return
 
     async def _drain(self) -> None:
+        """Handle queued messages one at a time with a coroutine ``receive``.
+
+        :meth:`_drain_direct` is this loop for a plain-method ``receive``: the two
+        differ only in the ``await``, which cannot be shared without a cost on every
+        message, and in cancellation (only an awaited handler can be cancelled).
+        """
         mailbox = self.mailbox
         waiters = self.space_waiters
         counters = self.counters
-        actor = self.actor
-        assert actor is not None
-        receive = actor.receive
+        receive = self._receive()
         handled = 0
         try:
             while mailbox:
@@ -271,46 +275,23 @@ class Cell:
                 if waiters:
                     self._wake_one()
                 handled += 1
-                if handled & _SAMPLE_MASK:
-                    try:
-                        result = await receive(message)
-                    except Exception as exc:
-                        counters.failures += 1
-                        if fut is not None:
-                            _fail(fut, exc)
-                        elif not await self._crashed(exc):
-                            return
-                        actor = self.actor
-                        assert actor is not None
-                        receive = actor.receive
-                        continue
-                    except BaseException:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
-                        raise
-                    if fut is not None and not fut.done():
-                        fut.set_result(result)
-                else:
-                    # The sampled message: the same, timed. Yield here for fairness too.
+                sampled = not handled & _SAMPLE_MASK
+                if sampled:
                     t0 = perf_counter()
-                    try:
-                        result = await receive(message)
-                    except Exception as exc:
-                        counters.failures += 1
-                        if fut is not None:
-                            _fail(fut, exc)
-                        elif not await self._crashed(exc):
-                            return
-                        actor = self.actor
-                        assert actor is not None
-                        receive = actor.receive
-                        continue
-                    except BaseException:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
-                        raise
+                try:
+                    result = await receive(message)
+                except Exception as exc:
+                    if not await self._failed(exc, fut):
+                        return
+                    receive = self._receive()
+                    continue
+                except BaseException:
                     if fut is not None and not fut.done():
-                        fut.set_result(result)
+                        fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                    raise
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
+                if sampled:
                     counters.sample(perf_counter() - t0)
                     if handled >= THROUGHPUT:
                         counters.messages_out += handled
@@ -324,9 +305,7 @@ class Cell:
         mailbox = self.mailbox
         waiters = self.space_waiters
         counters = self.counters
-        actor = self.actor
-        assert actor is not None
-        receive = actor.receive
+        receive = self._receive()
         handled = 0
         try:
             while mailbox:
@@ -345,14 +324,9 @@ class Cell:
                 try:
                     result = receive(message)
                 except Exception as exc:
-                    counters.failures += 1
-                    if fut is not None:
-                        _fail(fut, exc)
-                    elif not await self._crashed(exc):
+                    if not await self._failed(exc, fut):
                         return
-                    actor = self.actor
-                    assert actor is not None
-                    receive = actor.receive
+                    receive = self._receive()
                     continue
                 if fut is not None and not fut.done():
                     fut.set_result(result)
@@ -364,6 +338,23 @@ class Cell:
                         await _yield()
         finally:
             counters.messages_out += handled
+
+    def _receive(self) -> Callable[[Any], Any]:
+        actor = self.actor
+        assert actor is not None
+        return actor.receive
+
+    async def _failed(self, exc: Exception, fut: asyncio.Future[Any] | None) -> bool:
+        """A handler raised: answer the asker, or treat a tell as a crash.
+
+        Returns:
+            Whether draining goes on (False: the actor stopped).
+        """
+        self.counters.failures += 1
+        if fut is not None:
+            _fail(fut, exc)
+            return True
+        return await self._crashed(exc)
 
     async def _drain_batches(self, size: int) -> None:
         mailbox = self.mailbox
