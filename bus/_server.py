@@ -179,7 +179,7 @@ class Server:
         self.closing = True
         if self._listener is not None:
             self._listener.close()
-        self._release_path()
+        await anyio.to_thread.run_sync(self._release_path)
         for conn in list(self._connections):
             conn.begin_shutdown()
         deadline = self.config.shutdown_deadline_s

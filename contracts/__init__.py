@@ -38,6 +38,15 @@ from ._errors import (
     status_of,
 )
 from ._events import AppendResult, Envelope, EventHead
+from ._live import (
+    ExtensionItem,
+    ExtensionStatus,
+    LiveBase,
+    LiveDocument,
+    LiveExtensions,
+    LiveWriteResult,
+    LockRelease,
+)
 from ._protocol import (
     FRAME_HEADER_BYTES,
     FRAMINGS,
@@ -87,14 +96,21 @@ __all__ = [
     "EventHead",
     "EventMessage",
     "EventTooLarge",
+    "ExtensionItem",
+    "ExtensionStatus",
     "FrameTooLarge",
     "Framing",
     "InternalError",
     "InvalidEvent",
     "InvalidRequest",
+    "LiveBase",
     "LiveDataConfig",
     "LiveDataInvalid",
+    "LiveDocument",
+    "LiveExtensions",
+    "LiveWriteResult",
     "LockBusy",
+    "LockRelease",
     "MissingSessionPath",
     "OpRequest",
     "Overloaded",
