@@ -1,16 +1,12 @@
-"""The Unix-socket server: claiming the path, accepting, bounds, statistics, shutdown.
+"""The Unix-socket server: accepting, the ops it answers, bounds, statistics, shutdown.
 
 Usage::
 
     async with open_bus() as bus, serve_unix(path, {"echo": echo}, bus=bus) as server:
         await server.wait_for_signal()
 
-Claiming the path: a lock file beside the socket (``<path>.lock``, ``flock`` held
-for the server's life) makes two servers starting at once agree on one winner; the
-loser, like any server facing a live socket, raises :class:`SocketInUse` at once.
-A socket file whose server died (connecting is refused) is replaced. The socket is
-made 0600 between ``bind`` and ``listen``, so no client ever connects to it with
-looser permissions.
+How the path is claimed (a lock file, stale sockets, mode 0600) is in ``_listen``;
+what one connection does (framing, order, bounds, streams) is in ``_connection``.
 """
 
 from __future__ import annotations
