@@ -12,6 +12,7 @@ __all__ = ["MODULES", "all_scenarios"]
 MODULES: list[str] = [
     "bench._runtime",
     "bench._live",
+    "bench._socket",
 ]
 
 

@@ -45,13 +45,18 @@ class RecorderConfig(Base, frozen=True):
 
 
 class ServerConfig(Base, frozen=True):
-    """The Unix-socket endpoint."""
+    """The Unix-socket endpoint.
+
+    ``shutdown_deadline_s`` bounds how long a graceful shutdown waits for requests
+    already read; past it they are answered ``ShuttingDown``.
+    """
 
     max_frame_bytes: int = 1_048_576
     idle_timeout_s: float = 30.0
     allowed_uids: list[int] = msgspec.field(default_factory=list)
     max_inflight_per_connection: int = 1024
     max_inflight_total: int = 65_536
+    shutdown_deadline_s: float = 10.0
 
 
 class ScopeConfig(Base, frozen=True):
