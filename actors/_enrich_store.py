@@ -41,6 +41,7 @@ __all__ = [
     "SaveResult",
 ]
 
+#: Hex digits of the slot that name its shard: 4,096 shards per enrichment type.
 SHARD_DIGITS = 3
 T = TypeVar("T")
 
@@ -194,17 +195,18 @@ def _read_full(path: str) -> tuple[dict[str, CacheEntry], int]:
 class _ShardReader:
     """One lookup pass over a partition: shards read on first use, kept until dropped."""
 
-    __slots__ = ("_base", "_shards", "degraded", "malformed")
+    __slots__ = ("_base", "_digits", "_shards", "degraded", "malformed")
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, digits: int) -> None:
         self._base = base
+        self._digits = digits
         self._shards: dict[str, dict[str, CachedSummary]] = {}
         self.malformed = 0
         self.degraded = False
 
     def get(self, slot: str) -> CachedSummary | None:
         """The entry in ``slot``, or ``None``."""
-        shard = slot[:SHARD_DIGITS]
+        shard = slot[: self._digits]
         entries = self._shards.get(shard)
         if entries is None:
             entries = self._shards[shard] = self._load(shard)
@@ -227,10 +229,13 @@ class FileCacheStore:
 
     Args:
         root: The service root; the cache lives under ``<root>/cache/enrichment``.
+        shard_digits: Hex digits of the slot naming a shard (16**digits shards);
+            every process sharing a root must use the same value.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, shard_digits: int = SHARD_DIGITS) -> None:
         self.directory = root / "cache" / "enrichment"
+        self.shard_digits = shard_digits
 
     def _partition(self, enrichment_type: str) -> Path:
         digest = hashlib.sha256(enrichment_type.encode("utf-8", "surrogatepass")).hexdigest()
@@ -246,7 +251,7 @@ class FileCacheStore:
 
     def reader(self, enrichment_type: str) -> _ShardReader:
         """A reader that loads each shard on first use and keeps it for the pass."""
-        return _ShardReader(os.fspath(self._partition(enrichment_type)))
+        return _ShardReader(os.fspath(self._partition(enrichment_type)), self.shard_digits)
 
     @contextlib.contextmanager
     def _locked(self, partition: Path) -> Iterator[None]:
@@ -270,7 +275,7 @@ class FileCacheStore:
             with self._locked(partition):
                 by_shard: dict[str, dict[str, CacheEntry]] = {}
                 for slot, entry in entries.items():
-                    by_shard.setdefault(slot[:SHARD_DIGITS], {})[slot] = entry
+                    by_shard.setdefault(slot[: self.shard_digits], {})[slot] = entry
                 for shard, updates in by_shard.items():
                     path = partition / f"{shard}.json"
                     try:
