@@ -19,9 +19,9 @@ import anyio
 import msgspec
 
 from bus import Actor
-from contracts import EnrichItem, EnrichRequest, InvalidRequest, ItemError
+from contracts import EnrichRequest, ItemError
 
-from ._enrich_keys import item_keys
+from ._enrich_keys import key_items
 from ._enrich_store import CachedSummary, CacheEntry, CacheStore, PruneResult, SaveResult
 
 __all__ = [
@@ -127,10 +127,6 @@ class Prune(msgspec.Struct, frozen=True):
     keep: frozenset[str]
 
 
-def _absent(slot: str) -> CachedSummary | None:
-    return None
-
-
 _ABANDONED = Outcome(error=ItemError("ProviderError", "the shared provider call was abandoned"))
 _STOPPED = Outcome(error=ItemError("ShuttingDown", "enrichment stopped before the call finished"))
 
@@ -183,10 +179,10 @@ class EnrichmentActor(Actor):
                 fut.set_result(outcome)
 
     def _lookup(self, msg: Begin) -> tuple[Looked, list[Probe]]:
-        """Runs in a worker thread: key every item, read its entry, sort hits from misses.
+        """Runs in a worker thread: key the items, read their shards, sort hits from misses.
 
-        This runs once per item of every run, so it is one pass over the request,
-        written for speed: locals, and a :class:`Probe` built only for a miss.
+        Runs once per item of every run, so the per-item loops are kept lean: a
+        :class:`Probe` is built only for a miss.
 
         Raises:
             InvalidRequest: An item is not an :class:`EnrichItem` or its metadata
@@ -196,58 +192,56 @@ class EnrichmentActor(Actor):
         kind, version = request.enrichment_type, request.adapter_version
         looked = Looked()
         store = self._store
-        if store.ensure():
-            reader = store.reader(kind)
-            get = reader.get
-        else:
-            reader = None
-            looked.degraded = True
-            get = _absent
+        usable = store.ensure()
+        looked.degraded = not usable
         misses: list[Probe] = []
         if msg.retry is not None:
+            found = store.load(kind, [p.slot for p in msg.retry]) if usable else None
             for probe in msg.retry:
-                if self._classify(looked, probe, get(probe.slot), version):
+                entry = found.entries.get(probe.slot) if found is not None else None
+                if self._classify(looked, probe, entry, version):
                     misses.append(probe)
         else:
+            keyed = key_items(kind, request.items)
+            looked.ineligible = keyed.ineligible
+            if request.prune:
+                looked.slots = keyed.slots
+            found = store.load(kind, keyed.slots) if usable else None
+            entries = found.entries if found is not None else {}
+            indices, fps, forced = keyed.indices, keyed.fingerprints, keyed.forced
             hit_index, hit_summary = looked.hit_index, looked.hit_summary
-            slots = looked.slots if request.prune else None
-            keys = item_keys
-            index = -1
-            for item in request.items:
-                index += 1
-                if type(item) is not EnrichItem:
-                    raise InvalidRequest(f"items[{index}] is not an enrich item")
-                item_id = item.item_id
-                if not item_id:
-                    looked.ineligible.append(index)
-                    continue
-                metadata = item.metadata
-                if type(metadata) is not dict:
-                    raise InvalidRequest(f"items[{index}].metadata must be an object")
-                try:
-                    metadata, slot, fp = keys(kind, item.source_id, item_id, metadata)
-                except InvalidRequest as exc:
-                    raise InvalidRequest(f"items[{index}]: {exc.message}") from None
-                if slots is not None:
-                    slots.append(slot)
-                entry = get(slot)
+            missed: list[tuple[int, CachedSummary | None]] = []
+            pos = -1
+            for entry in map(entries.get, keyed.slots):
+                pos += 1
                 if (
                     entry is not None
-                    and entry.fingerprint == fp
+                    and entry.fingerprint == fps[pos]
                     and entry.adapter_version == version
-                    and not item.force
+                    and (not forced or indices[pos] not in forced)
                 ):
-                    hit_index.append(index)
+                    hit_index.append(indices[pos])
                     hit_summary.append(entry.summary)
-                    continue
+                else:
+                    missed.append((pos, entry))
+            items = request.items
+            for pos, entry in missed:
+                item = items[indices[pos]]
                 probe = Probe(
-                    index, item.source_id, item_id, slot, fp, metadata, item.priority, item.force
+                    indices[pos],
+                    item.source_id,
+                    item.item_id or "",
+                    keyed.slots[pos],
+                    fps[pos],
+                    keyed.metadata[pos],
+                    item.priority,
+                    item.force,
                 )
                 self._classify(looked, probe, entry, version)
                 misses.append(probe)
-        if reader is not None:
-            looked.malformed = reader.malformed
-            looked.degraded = reader.degraded
+        if found is not None:
+            looked.malformed = found.malformed
+            looked.degraded = found.degraded
         misses.sort(key=lambda p: -p.priority)  # stable: equal priorities keep request order
         return looked, misses
 

@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import repeat
+from operator import attrgetter
 from typing import cast
 
 import anyio
@@ -36,6 +37,9 @@ from ._enrich_spend import Budget, SourceTally, spend_report
 from ._enrich_store import CacheEntry, PruneResult
 
 __all__ = ["RunState", "call_batch"]
+
+_source_of = attrgetter("source_id")
+_id_of = attrgetter("item_id")
 
 
 class RunState:
@@ -74,9 +78,14 @@ class RunState:
             self.eligible -= len(looked.ineligible)
         self.degraded |= looked.degraded
         states, summaries = self.states, self.summaries
-        for index, summary in zip(looked.hit_index, looked.hit_summary, strict=True):
-            states[index] = "hit"
-            summaries[index] = summary
+        if len(looked.hit_index) == len(states):
+            # Every item a hit (the unchanged rerun): fill both lists in C.
+            states[:] = repeat("hit", len(states))
+            summaries[:] = looked.hit_summary
+        else:
+            for index, summary in zip(looked.hit_index, looked.hit_summary, strict=True):
+                states[index] = "hit"
+                summaries[index] = summary
         items = self.request.items
         if len(self.tallies) == 1:
             by_source = {sid: len(looked.hit_index) for sid in self.tallies}
@@ -155,10 +164,16 @@ class RunState:
         states, summaries, errors = self.states, self.summaries, self.errors
         assert None not in states, "every item is answered before the report"
         answered = cast(list[ItemState], states)
-        items = [
-            ItemReport(item.source_id, item.item_id, state, summary, None)
-            for item, state, summary in zip(request.items, answered, summaries, strict=True)
-        ]
+        items = list(
+            map(
+                ItemReport,
+                map(_source_of, request.items),
+                map(_id_of, request.items),
+                answered,
+                summaries,
+                repeat(None),
+            )
+        )
         for index, error in errors.items():
             items[index] = msgspec.structs.replace(items[index], error=error)
         hits = states.count("hit")

@@ -6,8 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors._enrich_keys import fingerprint, is_secret_key, item_keys, sanitise, slot_of
-from contracts import InvalidRequest
+from actors._enrich_keys import (
+    fingerprint,
+    is_secret_key,
+    item_keys,
+    key_items,
+    sanitise,
+    slot_of,
+)
+from contracts import EnrichItem, InvalidRequest
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 json_values = st.recursive(
@@ -104,3 +111,19 @@ def test_metadata_that_is_not_json_is_invalid_request() -> None:
         deep = {"d": deep}
     with pytest.raises(InvalidRequest):
         item_keys("t", "s", "i", deep)
+
+
+@given(st.lists(metadata, max_size=5))
+def test_key_items_agrees_with_item_keys(metas: list[dict[str, Any]]) -> None:
+    items = [EnrichItem("s", f"i{n}", m, force=n == 0) for n, m in enumerate(metas)]
+    items.append(EnrichItem("s", None, {}))
+    keyed = key_items("t", items)
+    assert keyed.ineligible == [len(metas)]
+    assert keyed.forced == ({0} if metas else set())
+    expected = [item_keys("t", "s", f"i{n}", m) for n, m in enumerate(metas)]
+    assert list(zip(keyed.metadata, keyed.slots, keyed.fingerprints, strict=True)) == expected
+
+
+def test_key_items_names_the_bad_item() -> None:
+    with pytest.raises(InvalidRequest, match=r"items\[1\]"):
+        key_items("t", [EnrichItem("s", "a", {}), EnrichItem("s", "b", {"x": object()})])

@@ -21,9 +21,8 @@ def slots_for(items: list[str], source: str = "s") -> dict[str, CacheEntry]:
 
 
 def read_all(store: FileCacheStore, slots: list[str]) -> dict[str, str]:
-    reader = store.reader("t")
-    found = {s: reader.get(s) for s in slots}
-    return {s: e.summary for s, e in found.items() if e is not None}
+    entries = store.load("t", slots).entries
+    return {s: entries[s].summary for s in slots if s in entries}
 
 
 def test_saved_entries_read_back_and_absent_ones_are_missing(tmp_path: Path) -> None:
@@ -32,8 +31,8 @@ def test_saved_entries_read_back_and_absent_ones_are_missing(tmp_path: Path) -> 
     entries = slots_for([f"i{n}" for n in range(50)])
     assert store.save("t", entries).written == 50
     assert read_all(store, list(entries)) == {s: e.summary for s, e in entries.items()}
-    assert store.reader("t").get(slot_of("t", "s", "never")) is None
-    assert store.reader("other-type").get(next(iter(entries))) is None
+    assert slot_of("t", "s", "never") not in store.load("t", [slot_of("t", "s", "never")]).entries
+    assert store.load("other-type", list(entries)).entries == {}
 
 
 def test_files_are_named_by_hashes_and_written_atomically(tmp_path: Path) -> None:
@@ -58,15 +57,14 @@ def test_a_corrupt_shard_counts_malformed_and_salvages_what_reads(tmp_path: Path
     text = shards[1].read_text()
     first_slot = text.split('"', 6)[5]
     shards[1].write_text(text.replace(f'"{first_slot}":{{', f'"{first_slot}":{{"summary":1,', 1))
-    reader = store.reader("t")
-    found = [reader.get(s) for s in entries]
-    assert reader.malformed == 2
-    assert not reader.degraded
-    assert 0 < len(entries) - sum(e is not None for e in found) < 3000
+    loaded = store.load("t", entries)
+    assert loaded.malformed == 2
+    assert not loaded.degraded
+    assert 0 < len(entries) - sum(s in loaded.entries for s in entries) < 3000
     # Saving over a corrupt shard replaces it instead of failing.
     assert store.save("t", entries).written == 3000
-    again = store.reader("t")
-    assert all(again.get(s) is not None for s in entries) and again.malformed == 0
+    again = store.load("t", entries)
+    assert all(s in again.entries for s in entries) and again.malformed == 0
 
 
 def test_an_unusable_directory_is_reported_not_raised(tmp_path: Path) -> None:
@@ -75,8 +73,8 @@ def test_an_unusable_directory_is_reported_not_raised(tmp_path: Path) -> None:
     assert not store.ensure()
     assert store.save("t", slots_for(["a"])).degraded
     assert store.prune("t", {"s"}, set()).degraded
-    reader = store.reader("t")
-    assert reader.get(slot_of("t", "s", "a")) is None and reader.degraded
+    loaded = store.load("t", [slot_of("t", "s", "a")])
+    assert loaded.entries == {} and loaded.degraded
 
 
 def test_prune_drops_only_unkept_entries_of_the_named_sources(tmp_path: Path) -> None:
