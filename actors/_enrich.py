@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -94,7 +95,8 @@ class Enrichment:
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._clock = clock
         # Strings no summary or error may carry: the root as given and as resolved.
-        self._private = tuple({str(root), str(root.resolve())})
+        # (abspath, not resolve: no filesystem call on the event loop.)
+        self._private = tuple({str(root), os.path.abspath(root)})
         self._store = store if store is not None else FileCacheStore(root)
         closers: list[Callable[[], Awaitable[None]]] = []
         for provider in built.values():

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from actors import Enrichment, ProviderAnswer, ProviderItem, SimulatedProvider
+from actors._enrich_keys import slot_of
 from bus import open_bus
 from contracts import (
     EnrichItem,
@@ -494,3 +495,19 @@ async def test_incomplete_provider_configuration_is_rejected(tmp_path: Path) -> 
         ):
             with pytest.raises(InvalidRequest):
                 Enrichment(bus, tmp_path, config(src=bad), name=f"x{id(bad)}")
+
+
+async def test_a_run_reads_only_the_shards_of_its_own_items(tmp_path: Path) -> None:
+    async with open_bus() as bus:
+        enrichment = Enrichment(bus, tmp_path, config(src=PAID))
+        await enrichment.run(request(items("src", 300)))
+        mine = slot_of("summary", "src", "src-0")[:3] + ".json"
+        shards = list((tmp_path / "cache" / "enrichment").rglob("*.json"))
+        assert len(shards) > 200
+        for shard in shards:
+            if shard.name != mine:
+                shard.write_bytes(b"unreadable")
+        one = await enrichment.run(request(items("src", 1)))
+        everything = await enrichment.run(request(items("src", 300)))
+    assert states(one) == ["hit"] and one.counts.malformed == 0
+    assert everything.counts.malformed == len(shards) - 1
