@@ -94,8 +94,8 @@ class Enrichment:
             self._costs[sid] = None if cost is None else to_nanos(cost)
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._clock = clock
-        # Strings no summary or error may carry: the root as given and as resolved.
-        # (abspath, not resolve: no filesystem call on the event loop.)
+        # Strings no summary or error may carry: the root as given and absolute
+        # (abspath, not resolve: no filesystem call on the event loop).
         self._private = tuple({str(root), os.path.abspath(root)})
         self._store = store if store is not None else FileCacheStore(root)
         closers: list[Callable[[], Awaitable[None]]] = []
@@ -153,16 +153,14 @@ class Enrichment:
         retry: list[Probe] | None = None
         first = True
         while first or retry:
-            looked = await self._ref.ask(
-                Begin(
-                    run.request,
-                    retry,
-                    self._costs,
-                    frozenset(self.providers),
-                    run.budget.remaining(),
-                )
+            begin = Begin(
+                run.request, retry, self._costs, frozenset(self.providers), run.budget.remaining()
             )
-            run.absorb(looked, first=first)
+            # Shielded: once the actor handles Begin, the claims it makes must reach
+            # this run, or nobody would ever answer the runs sharing them.
+            with anyio.CancelScope(shield=True):
+                looked = await self._ref.ask(begin)
+                run.absorb(looked, first=first)
             first = False
             batches = run.batches(looked.owned, self._config_of)
             if batches:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ import anyio
 import msgspec
 import pytest
 
-from actors import Enrichment, ProviderAnswer, ProviderItem, SimulatedProvider
+from actors import Enrichment, FileCacheStore, ProviderAnswer, ProviderItem, SimulatedProvider
 from actors._enrich_keys import slot_of
+from actors._enrich_store import LoadResult
 from bus import open_bus
 from contracts import (
     EnrichItem,
@@ -511,3 +513,38 @@ async def test_a_run_reads_only_the_shards_of_its_own_items(tmp_path: Path) -> N
         everything = await enrichment.run(request(items("src", 300)))
     assert states(one) == ["hit"] and one.counts.malformed == 0
     assert everything.counts.malformed == len(shards) - 1
+
+
+class SlowFileStore(FileCacheStore):
+    """The real file store, with lookups held until the test lets them go."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def load(self, enrichment_type: str, slots: Iterable[str]) -> LoadResult:
+        self.entered.set()
+        self.release.wait(10)
+        return super().load(enrichment_type, slots)
+
+
+async def test_a_run_cancelled_during_its_lookup_leaves_no_orphan_claim(tmp_path: Path) -> None:
+    store = SlowFileStore(tmp_path)
+    fake = FakePaidProvider()
+    async with open_bus() as bus:
+        enrichment = Enrichment(bus, tmp_path, config(src=PAID), {"src": fake}, store=store)
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def doomed() -> None:
+                with scope:
+                    await enrichment.run(request(items("src", 1), "doomed"))
+
+            tg.start_soon(doomed)
+            await anyio.to_thread.run_sync(store.entered.wait, 10)
+            scope.cancel()
+            store.release.set()
+        with anyio.fail_after(5):
+            report = await enrichment.run(request(items("src", 1), "next"))
+    assert states(report) == ["enriched"]
