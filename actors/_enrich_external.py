@@ -203,7 +203,7 @@ class HttpProvider:
                             raise ProviderError(
                                 f"http provider for {name!r} answered more than {limit} bytes"
                             )
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
             raise ProviderError(
                 f"http provider for {name!r} timed out after {self.timeout_s:g}s"
             ) from None
