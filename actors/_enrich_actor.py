@@ -50,10 +50,10 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 class Probe(msgspec.Struct, gc=False):
-    """One eligible item of a run, ready to look up: its position, key parts and metadata.
+    """One missed item of a run: its position, key parts, metadata and priority.
 
-    Untracked by the garbage collector (a run makes one per item and none can be
-    part of a cycle), which keeps collections cheap on runs of 100,000 items.
+    Untracked by the garbage collector (it refers to no container that could
+    refer back to it), which keeps collections cheap on runs with many misses.
     """
 
     index: int
