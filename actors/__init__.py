@@ -1,5 +1,15 @@
 """actorbus actors: the session writers, the live-data gate and the enrichment cache."""
 
+from ._enrich import Enrichment
+from ._enrich_external import CommandProvider, HttpProvider, build_provider
+from ._enrich_providers import (
+    Provider,
+    ProviderAnswer,
+    ProviderItem,
+    PythonProvider,
+    SimulatedProvider,
+)
+from ._enrich_store import CacheEntry, CacheStore, FileCacheStore
 from ._live_data import LIVE_DATA_LOCK, LiveData
 from ._live_store import FileLiveStore, LiveStore
 from ._named_lock import LockHandle, NamedLock, OwnerRecord
@@ -7,7 +17,13 @@ from ._privacy import PrivacyGate, PrivacyHit
 
 __all__ = [
     "LIVE_DATA_LOCK",
+    "CacheEntry",
+    "CacheStore",
+    "CommandProvider",
+    "Enrichment",
+    "FileCacheStore",
     "FileLiveStore",
+    "HttpProvider",
     "LiveData",
     "LiveStore",
     "LockHandle",
@@ -15,4 +31,10 @@ __all__ = [
     "OwnerRecord",
     "PrivacyGate",
     "PrivacyHit",
+    "Provider",
+    "ProviderAnswer",
+    "ProviderItem",
+    "PythonProvider",
+    "SimulatedProvider",
+    "build_provider",
 ]

@@ -13,6 +13,7 @@ MODULES: list[str] = [
     "bench._runtime",
     "bench._live",
     "bench._socket",
+    "bench._enrich",
 ]
 
 

@@ -6,7 +6,7 @@ Unknown keys are errors: a typo must not silently fall back to a default.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -77,27 +77,36 @@ class ProviderConfig(Base, frozen=True):
     """One enrichment source's provider.
 
     ``kind`` picks the implementation; the other keys apply to the kinds that use
-    them (``url`` for http, ``command`` for command, ``target`` as
-    ``module:callable`` for python; latency and failure rate for the simulator).
+    them (``url`` and ``headers`` for http, ``command`` for command, ``target`` as
+    ``module:callable`` for python; ``usage``, ``latency_ms``, ``failure_rate`` and
+    ``seed`` for the simulator).
+
+    ``cost_usd`` is the estimated cost of enriching one item: ``0`` marks a free
+    source, ``None`` (the default) an unknown cost, which a budgeted run cannot
+    afford and whose spend is reported ``unavailable`` unless the provider reports
+    actual usage.
     """
 
     kind: Literal["simulated", "http", "command", "python"] = "simulated"
-    cost_usd: float = 0.0
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     usage: Literal["exact", "estimated"] = "estimated"
-    latency_ms: float = 0.0
-    failure_rate: float = 0.0
-    batch_size: int = 32
-    timeout_s: float = 30.0
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     url: str | None = None
     command: list[str] | None = None
     target: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    seed: int = 0
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
 
 
 class EnrichmentConfig(Base, frozen=True):
     """Enrichment providers by source id."""
 
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
-    max_summary_bytes: int = 4096
+    max_summary_bytes: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
 class Config(Base, frozen=True):
