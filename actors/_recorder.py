@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
 
-from bus import Bus
+from bus import ActorRef, Bus
 from contracts import ActorbusError, AppendResult, RecorderConfig
 
 from ._session_boundary import EventCheck, check_id
@@ -33,9 +33,8 @@ __all__ = ["Recorder"]
 
 Event = bytes | Mapping[str, Any]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+# Session writer references kept for reuse; a bound, not a cache that must hit.
+_REFS_MAX = 65_536
 
 
 class Recorder:
@@ -48,7 +47,8 @@ class Recorder:
         bus: The running bus the writers live on.
         root: The service root; logs go to ``<root>/logs/users/<u>/sessions/<s>.jsonl``.
         config: Line bound, durability and batch bounds.
-        clock: Returns the current time in UTC, for ``recorded_at``.
+        clock: Returns the current time in UTC, for ``recorded_at`` (default: the
+            system clock).
         store: Where logs live (default: files under ``root``).
         idle_s: Passivate a session's writer idle this long (default: the bus's).
         max_live: Bound on live writers (default: the bus's).
@@ -75,12 +75,16 @@ class Recorder:
         self.config = config
         self._bus = bus
         self._store: SessionStore = store if store is not None else FileSessionStore(self.root)
-        self._check = EventCheck(config.max_event_bytes)
+        checker = EventCheck(config.max_event_bytes)
+        self._check = checker.check
+        self._check_batch = checker.check_batch
+        # Writer references by (user_id, session_id); loop thread only.
+        self._refs: dict[tuple[str, str], ActorRef] = {}
         self.committer = Committer(bus.loop, self._store)
         settings = WriterSettings(
             bus,
             self.committer,
-            clock or _utc_now,
+            clock,
             durable=config.durability == "fsync",
             batch_max_events=config.batch_max_events,
             batch_max_bytes=config.batch_max_bytes,
@@ -124,8 +128,10 @@ class Recorder:
             RecorderIOError: The write failed; no partial line was left.
             ShuttingDown: The bus is closing.
         """
-        raw, head = self._check.check(event)
-        ref = self._bus.ref(SessionWriter, (head.user_id, head.session_id))
+        raw, head = self._check(event)
+        ref = self._refs.get((head.user_id, head.session_id))
+        if ref is None:
+            ref = self._writer(head.user_id, head.session_id)
         result: AppendResult = await ref.ask(Append(raw, head.record_id))
         return result
 
@@ -137,9 +143,10 @@ class Recorder:
             InvalidEvent: As for :meth:`append`, raised here.
             EventTooLarge: As for :meth:`append`, raised here.
         """
-        raw, head = self._check.check(event)
-        ref = self._bus.ref(SessionWriter, (head.user_id, head.session_id))
-        reply: Awaitable[AppendResult] = ref.try_ask(Append(raw, head.record_id))
+        raw, head = self._check(event)
+        reply: Awaitable[AppendResult] = self._writer(head.user_id, head.session_id).try_ask(
+            Append(raw, head.record_id)
+        )
         return reply
 
     async def append_batch(self, events: Sequence[Event]) -> list[AppendResult | ActorbusError]:
@@ -149,24 +156,23 @@ class Recorder:
         order given, as one message to its writer.
         """
         results: list[AppendResult | ActorbusError | None] = [None] * len(events)
-        groups: dict[tuple[str, str], tuple[list[int], list[tuple[bytes, str]]]] = {}
-        check = self._check.check
-        for index, event in enumerate(events):
-            try:
-                raw, head = check(event)
-            except ActorbusError as exc:
-                results[index] = exc
+        # Per session: the events' places in ``events``, their bytes, their ids.
+        groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}
+        key: tuple[str, str] | None = None
+        group: tuple[list[int], list[bytes], list[str]] = ([], [], [])
+        for index, checked in enumerate(self._check_batch(events)):
+            if isinstance(checked, ActorbusError):
+                results[index] = checked
                 continue
-            key = (head.user_id, head.session_id)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = ([], [])
+            raw, head = checked
+            if key is None or head.session_id != key[1] or head.user_id != key[0]:
+                key = (head.user_id, head.session_id)
+                group = groups.setdefault(key, ([], [], []))
             group[0].append(index)
-            group[1].append((raw, head.record_id))
-        bus = self._bus
+            group[1].append(raw)
+            group[2].append(head.record_id)
         asks = [
-            bus.ref(SessionWriter, key).ask(AppendBatch(items))
-            for key, (_, items) in groups.items()
+            self._writer(*key).ask(AppendBatch(raws, ids)) for key, (_, raws, ids) in groups.items()
         ]
         if len(asks) == 1:
             try:
@@ -175,7 +181,7 @@ class Recorder:
                 replies = [exc]
         else:
             replies = await asyncio.gather(*asks, return_exceptions=True)
-        for (indices, _), reply in zip(groups.values(), replies, strict=True):
+        for (indices, _, _), reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, BaseException):
                 if not isinstance(reply, ActorbusError):
                     raise reply
@@ -186,6 +192,16 @@ class Recorder:
                 results[index] = result
         # Every slot is filled: an error from the boundary or a reply from the writer.
         return cast(list[AppendResult | ActorbusError], results)
+
+    def _writer(self, user_id: str, session_id: str) -> ActorRef:
+        """The session writer's reference (kept: a reference outlives passivation)."""
+        key = (user_id, session_id)
+        ref = self._refs.get(key)
+        if ref is None:
+            if len(self._refs) >= _REFS_MAX:
+                self._refs.clear()
+            ref = self._refs[key] = self._bus.ref(SessionWriter, key)
+        return ref
 
     def replay(self, user_id: str, session_id: str) -> AsyncIterator[bytes]:
         """Iterate the session's envelope lines (no newline), oldest first.

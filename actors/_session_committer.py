@@ -8,10 +8,11 @@ microseconds against a few), so the hop is amortised twice:
 - the IO thread takes every job waiting, runs them in order, and returns all the
   outcomes with a single ``call_soon_threadsafe``.
 
-Writers await their job before submitting the next, so a session never has two
-jobs in flight and its order is the order of submission. A job whose log is locked
-by another process does not stall the others: it moves to a thread of its own that
-waits for the lock, while the IO thread goes on with every other session.
+Jobs run in submission order, so a session's order is the order its writer
+submitted in. A job whose log is locked by another process does not stall the
+others: it moves to a thread of its own that waits for the lock, and that
+session's later jobs queue behind it there, while the IO thread goes on with
+every other session.
 
 The IO thread exits after ``idle_exit_s`` without work and is started again by the
 next job, so an idle recorder holds no thread.
@@ -120,6 +121,10 @@ class Committer:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Job] = []
         self._thread_alive = False
+        # Guarded by _cond: sessions whose log another process has locked, with
+        # their jobs in order. A waiting thread owns each entry and removes it
+        # once empty; the IO thread only appends, so order holds across both.
+        self._held: dict[tuple[str, str], list[_Job]] = {}
         self.threads_started = 0
         self.contended = 0
 
@@ -128,8 +133,7 @@ class Committer:
     ) -> asyncio.Future[Outcome]:
         """Queue one session's write; the future completes with its :data:`Outcome`.
 
-        Call on the loop thread, and await the result before submitting the same
-        session's next write.
+        Call on the loop thread. A session's jobs are written in the order submitted.
         """
         fut: asyncio.Future[Outcome] = self._loop.create_future()
         self._pending.append(_Job(user_id, session_id, chunks, durable, fut))
@@ -153,6 +157,7 @@ class Committer:
     def _run(self) -> None:
         store = self._store
         cond = self._cond
+        held = self._held
         while True:
             with cond:
                 if not self._queue:
@@ -163,15 +168,24 @@ class Committer:
                 jobs, self._queue = self._queue, []
             done: list[tuple[asyncio.Future[Outcome], Outcome]] = []
             for job in jobs:
+                key = (job.user_id, job.session_id)
+                if held:
+                    with cond:
+                        waiting = held.get(key)
+                        if waiting is not None:
+                            waiting.append(job)  # behind the job waiting for the lock
+                            continue
                 try:
                     outcome = store.append(
                         job.user_id, job.session_id, job.chunks, durable=job.durable, wait=False
                     )
                 except LockContended:
                     self.contended += 1
+                    with cond:
+                        held[key] = [job]
                     threading.Thread(
                         target=self._append_waiting,
-                        args=(job,),
+                        args=(key,),
                         name="actorbus-session-lock",
                         daemon=True,
                     ).start()
@@ -184,14 +198,22 @@ class Committer:
                     self._thread_alive = False
                 return
 
-    def _append_waiting(self, job: _Job) -> None:
-        try:
-            outcome = self._store.append(
-                job.user_id, job.session_id, job.chunks, durable=job.durable, wait=True
-            )
-        except Exception as exc:
-            outcome = _crashed(exc)
-        self._post([(job.fut, outcome)])
+    def _append_waiting(self, key: tuple[str, str]) -> None:
+        """Write a session's held jobs in order, waiting for its lock each time."""
+        while True:
+            with self._cond:
+                waiting = self._held[key]
+                if not waiting:
+                    del self._held[key]
+                    return
+                job = waiting.pop(0)
+            try:
+                outcome = self._store.append(
+                    job.user_id, job.session_id, job.chunks, durable=job.durable, wait=True
+                )
+            except Exception as exc:
+                outcome = _crashed(exc)
+            self._post([(job.fut, outcome)])
 
     def _post(self, done: list[tuple[asyncio.Future[Outcome], Outcome]]) -> bool:
         try:

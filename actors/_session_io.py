@@ -10,7 +10,8 @@ on the event loop. An append is one call::
       -> close (which releases the lock)
 
 ``O_NONBLOCK`` makes a FIFO planted at the log's path fail the open instead of
-hanging the writer; it changes nothing for a regular file. The store never creates a
+hanging the writer; it changes nothing for a regular file. Reads also refuse
+anything but a regular file. The store never creates a
 directory: a missing session directory is :class:`~contracts.MissingSessionPath`.
 The one exception is :meth:`FileSessionStore.open_session`, which hands over to the
 session manager, the only mkdir authority.
@@ -141,10 +142,9 @@ class FileSessionStore:
                 if not wait:
                     raise LockContended from None
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                return 0, RecorderIOError("session log is not a regular file; refused")
-            start = end = info.st_size
+            # The length before the write is needed only to undo one, so it is
+            # derived after a failure (the lock keeps every other writer out).
+            done = 0  # bytes written by this call
             write = self._write
             for index, chunk in enumerate(chunks):
                 error: ActorbusError | None = None
@@ -156,17 +156,17 @@ class FileSessionStore:
                         f"session log write failed ({_errno_name(exc)}); nothing was kept"
                     )
                 if written != len(chunk):
-                    _truncate(fd, end)
+                    _truncate(fd, max(written, 0))
                     return index, error or RecorderIOError(
                         f"session log write was short ({max(written, 0)} of {len(chunk)} "
                         "bytes); nothing was kept"
                     )
-                end += written
+                done += written
             if durable and chunks:
                 try:
                     self._fsync(fd)
                 except OSError as exc:
-                    _truncate(fd, start)
+                    _truncate(fd, done)
                     return 0, RecorderIOError(
                         f"session log fsync failed ({_errno_name(exc)}); nothing was kept"
                     )
@@ -235,10 +235,12 @@ class FileSessionStore:
         return info.st_size
 
 
-def _truncate(fd: int, length: int) -> None:
-    """Cut the log back to ``length`` (the lock is held) so no partial line remains."""
+def _truncate(fd: int, undo: int) -> None:
+    """Cut the last ``undo`` bytes off the log (the lock is held): no partial line remains."""
+    if undo <= 0:
+        return
     try:
-        os.ftruncate(fd, length)
+        os.ftruncate(fd, os.fstat(fd).st_size - undo)
     except OSError as exc:
         # Nothing more can be done here; the error that brought us here is reported.
         log.error("session log could not be truncated after a failed write (%s)", _errno_name(exc))
