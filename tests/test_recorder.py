@@ -1,0 +1,532 @@
+"""The recorder end to end: real bus, real files, real threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import FileSessionStore, Recorder, SessionWriter, session_path, session_topic
+from actors._session_boundary import ENVELOPE_OVERHEAD
+from bus import Bus, open_bus
+from contracts import (
+    ActorbusError,
+    AppendResult,
+    BusConfig,
+    EventTooLarge,
+    InvalidEvent,
+    MissingSessionPath,
+    Overloaded,
+    RecorderConfig,
+    RecorderIOError,
+)
+
+pytestmark = pytest.mark.anyio
+
+FIXED = datetime(2026, 11, 22, 9, 15, 2, 137000, tzinfo=UTC)
+
+
+def event(seq: int = 0, *, user: str = "u1", session: str = "s1", **extra: Any) -> bytes:
+    body = {
+        "record_id": f"r{seq}",
+        "user_id": user,
+        "session_id": session,
+        "source": "test",
+        "seq": seq,
+        "timestamp": "2026-11-22T10:15:02.1370+01:00",
+        **extra,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@asynccontextmanager
+async def recording(
+    root: Path, config: RecorderConfig | None = None, **kwargs: Any
+) -> AsyncIterator[tuple[Bus, Recorder]]:
+    async with open_bus(BusConfig(shutdown_deadline_s=5)) as bus:
+        yield bus, Recorder(bus, root, config or RecorderConfig(), **kwargs)
+
+
+def logged(root: Path, user: str = "u1", session: str = "s1") -> list[dict[str, Any]]:
+    data = session_path(root, user, session).read_bytes()
+    assert data == b"" or data.endswith(b"\n")
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+async def test_an_acknowledged_append_is_already_in_the_file(tmp_path: Path) -> None:
+    raw = event(7, extra={"unknown": [1, 2.50, None]})
+    async with recording(tmp_path, clock=lambda: FIXED) as (_, recorder):
+        assert await recorder.open_session("u1", "s1") is True
+        result = await recorder.append(raw)
+        assert result == AppendResult(record_id="r7", recorded_at="2026-11-22T09:15:02.137Z")
+        expected = b'{"recorded_at":"2026-11-22T09:15:02.137Z","event":' + raw + b"}\n"
+        assert session_path(tmp_path, "u1", "s1").read_bytes() == expected
+
+
+async def test_recorded_at_is_utc_with_milliseconds_by_default(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        before = datetime.now(UTC).replace(microsecond=0)
+        result = await recorder.append(event())
+    stamped = datetime.strptime(result.recorded_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert result.recorded_at.endswith("Z") and len(result.recorded_at) == 24
+    assert before <= stamped
+    assert logged(tmp_path)[0]["recorded_at"] == result.recorded_at
+
+
+async def test_opening_an_open_session_reports_it_existed(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        assert await recorder.open_session("u1", "s1") is True
+        assert await recorder.open_session("u1", "s1") is False
+        with pytest.raises(InvalidEvent):
+            await recorder.open_session("..", "s1")
+
+
+async def test_mapping_events_are_recorded_as_json(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(
+            {"record_id": "m1", "user_id": "u1", "session_id": "s1", "source": "mp", "n": [1]}
+        )
+    assert logged(tmp_path)[0]["event"] == {
+        "record_id": "m1",
+        "user_id": "u1",
+        "session_id": "s1",
+        "source": "mp",
+        "n": [1],
+    }
+
+
+async def test_each_recorded_envelope_is_published_on_the_session_topic(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (bus, recorder):
+        await recorder.open_session("u1", "s1")
+        subscription = bus.topic(session_topic("u1", "s1")).subscribe()
+        await recorder.append(event(1))
+        results = await recorder.append_batch([event(2), event(3)])
+        assert all(isinstance(r, AppendResult) for r in results)
+        published = [subscription.get_nowait() for _ in range(3)]
+    on_disk = session_path(tmp_path, "u1", "s1").read_bytes().split(b"\n")[:-1]
+    assert published == on_disk
+
+
+async def test_near_limit_event_is_accepted_and_over_limit_rejected_with_file_unchanged(
+    tmp_path: Path,
+) -> None:
+    limit = 2048
+    pad = limit - ENVELOPE_OVERHEAD - len(event(0, pad=""))
+    async with recording(tmp_path, RecorderConfig(max_event_bytes=limit)) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0, pad="x" * pad))
+        log = session_path(tmp_path, "u1", "s1")
+        assert len(log.read_bytes()) == limit  # exactly one line of exactly the limit
+        before = log.read_bytes()
+        with pytest.raises(EventTooLarge):
+            await recorder.append(event(1, pad="x" * (pad + 1)))
+        results = await recorder.append_batch([event(2, pad="x" * (pad + 1))])
+        assert isinstance(results[0], EventTooLarge)
+        assert log.read_bytes() == before
+
+
+async def test_missing_session_directory_fails_and_creates_nothing(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        with pytest.raises(MissingSessionPath) as info:
+            await recorder.append(event())
+        assert info.value.status == 409
+        assert isinstance((await recorder.append_batch([event()]))[0], MissingSessionPath)
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("user", "session"),
+    [("..", "s1"), ("u1", ".."), ("a/b", "s1"), ("u1", "../../x"), ("", "s1"), ("u1", "x" * 129)],
+)
+async def test_unsafe_ids_are_rejected_and_nothing_is_written(
+    tmp_path: Path, user: str, session: str
+) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        before = tree(tmp_path)
+        with pytest.raises(InvalidEvent):
+            await recorder.append(event(user=user, session=session))
+        with pytest.raises(InvalidEvent):
+            recorder.try_append(event(user=user, session=session))
+        assert isinstance(
+            (await recorder.append_batch([event(user=user, session=session)]))[0], InvalidEvent
+        )
+        with pytest.raises(InvalidEvent):
+            recorder.replay(user, session)
+    assert tree(tmp_path) == before
+
+
+async def test_batch_results_are_in_order_and_an_invalid_event_fails_alone(
+    tmp_path: Path,
+) -> None:
+    async with recording(tmp_path, RecorderConfig(max_event_bytes=1024)) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.open_session("u2", "s9")
+        events: list[bytes | dict[str, Any]] = [
+            event(0),
+            b"{not json",
+            event(1, user="u2", session="s9"),
+            event(2, pad="x" * 2000),
+            event(3),
+            event(4, user="u1", session="closed-but-same-dir"),
+            {"record_id": "r5", "user_id": "u2", "session_id": "s9", "source": "m"},
+            event(6, user="nobody"),
+        ]
+        results = await recorder.append_batch(events)
+        assert [type(r).__name__ for r in results] == [
+            "AppendResult",
+            "InvalidEvent",
+            "AppendResult",
+            "EventTooLarge",
+            "AppendResult",
+            "AppendResult",
+            "AppendResult",
+            "MissingSessionPath",
+        ]
+        assert [r.record_id for r in results if isinstance(r, AppendResult)] == [
+            "r0",
+            "r1",
+            "r3",
+            "r4",
+            "r5",
+        ]
+        assert await recorder.append_batch([]) == []
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r3"]
+    assert [e["event"]["record_id"] for e in logged(tmp_path, "u2", "s9")] == ["r1", "r5"]
+
+
+class GatedStore(FileSessionStore):
+    """The real store, whose appends wait at a gate the test opens (a fake slow disk)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def append(
+        self,
+        user_id: str,
+        session_id: str,
+        chunks: Sequence[bytes],
+        *,
+        durable: bool,
+        wait: bool,
+    ) -> tuple[int, ActorbusError | None]:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return super().append(user_id, session_id, chunks, durable=durable, wait=wait)
+
+
+async def test_try_append_fails_fast_when_the_mailbox_is_full(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+    async with recording(tmp_path, store=store, mailbox_size=1) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        async with anyio.create_task_group() as tg:
+            results: list[AppendResult] = []
+
+            async def append(seq: int) -> None:
+                results.append(await recorder.append(event(seq)))
+
+            tg.start_soon(append, 0)
+            await anyio.to_thread.run_sync(store.entered.wait)  # the writer is busy writing
+            queued = recorder.try_append(event(1))  # takes the one mailbox slot
+            with pytest.raises(Overloaded) as info:
+                recorder.try_append(event(2))
+            assert info.value.status == 503
+            store.gate.set()
+            results.append(await queued)
+        assert sorted(r.record_id for r in results) == ["r0", "r1"]
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r1"]
+
+
+async def test_fsync_mode_syncs_before_acknowledging(tmp_path: Path) -> None:
+    synced = threading.Event()
+    release = threading.Event()
+    calls: list[int] = []
+
+    def fake_fsync(fd: int) -> None:
+        calls.append(os.fstat(fd).st_size)
+        synced.set()
+        assert release.wait(10)
+        os.fsync(fd)
+
+    store = FileSessionStore(tmp_path, fsync=fake_fsync)
+    config = RecorderConfig(durability="fsync")
+    async with recording(tmp_path, config, store=store) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        async with anyio.create_task_group() as tg:
+            done: list[AppendResult] = []
+
+            async def append() -> None:
+                done.append(await recorder.append(event()))
+
+            tg.start_soon(append)
+            await anyio.to_thread.run_sync(synced.wait)
+            await anyio.sleep(0.01)
+            assert done == []  # written, fsync in progress: not acknowledged yet
+            release.set()
+        assert len(done) == 1
+    assert calls == [len(session_path(tmp_path, "u1", "s1").read_bytes())]
+
+
+async def test_durability_none_never_fsyncs(tmp_path: Path) -> None:
+    calls: list[int] = []
+    store = FileSessionStore(tmp_path, fsync=calls.append)
+    async with recording(tmp_path, store=store) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event())
+        await recorder.append_batch([event(1), event(2)])
+    assert calls == []
+
+
+async def test_short_write_leaves_no_partial_line_and_the_writer_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    short = threading.Event()
+
+    def fake_write(fd: int, data: bytes) -> int:
+        """A fake ``os.write`` that, when told to, stops half way (a full disk)."""
+        if short.is_set():
+            return os.write(fd, data[: len(data) // 2])
+        return os.write(fd, data)
+
+    store = FileSessionStore(tmp_path, write=fake_write)
+    async with recording(tmp_path, store=store) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0))
+        short.set()
+        with pytest.raises(RecorderIOError) as info:
+            await recorder.append(event(1))
+        assert info.value.status == 500
+        failed = await recorder.append_batch([event(2), event(3)])
+        assert all(isinstance(r, RecorderIOError) for r in failed)
+        short.clear()
+        await recorder.append(event(4))
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r4"]
+
+
+async def test_a_batch_over_the_bounds_is_cut_into_several_writes(tmp_path: Path) -> None:
+    sizes: list[int] = []
+
+    def counting_write(fd: int, data: bytes) -> int:
+        sizes.append(data.count(b"\n"))
+        return os.write(fd, data)
+
+    store = FileSessionStore(tmp_path, write=counting_write)
+    config = RecorderConfig(batch_max_events=10, batch_max_bytes=1 << 20)
+    async with recording(tmp_path, config, store=store) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        results = await recorder.append_batch([event(i) for i in range(35)])
+        assert all(isinstance(r, AppendResult) for r in results)
+    assert sizes == [10, 10, 10, 5]
+    assert [e["event"]["seq"] for e in logged(tmp_path)] == list(range(35))
+
+
+async def test_concurrent_producers_keep_their_own_order(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+
+        async def producer(name: str) -> None:
+            for seq in range(200):
+                await recorder.append(event(seq, producer=name))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(8):
+                tg.start_soon(producer, f"p{n}")
+    seen: dict[str, list[int]] = {}
+    for envelope in logged(tmp_path):
+        seen.setdefault(envelope["event"]["producer"], []).append(envelope["event"]["seq"])
+    assert seen == {f"p{n}": list(range(200)) for n in range(8)}
+
+
+async def test_passivating_writers_mid_stream_loses_and_reorders_nothing(tmp_path: Path) -> None:
+    async with recording(tmp_path, idle_s=0.005) as (bus, recorder):
+        await recorder.open_session("u1", "s1")
+
+        async def producer(session: str) -> None:
+            for seq in range(60):
+                await recorder.append(event(seq, session=session))
+                if seq % 10 == 9:
+                    await anyio.sleep(0.03)  # idle long enough to be passivated
+
+        async with anyio.create_task_group() as tg:
+            for n in range(3):
+                tg.start_soon(producer, f"s{n}")
+        stats = next(a for a in bus.statistics().actors if a.name == SessionWriter.__name__)
+        assert stats.passivations >= 3
+        assert stats.activations > 3
+    for n in range(3):
+        assert [e["event"]["seq"] for e in logged(tmp_path, "u1", f"s{n}")] == list(range(60))
+
+
+async def test_replay_yields_every_line_in_order(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        assert [line async for line in recorder.replay("u1", "s1")] == []
+        await recorder.append_batch([event(i) for i in range(100)])
+        lines = [line async for line in recorder.replay("u1", "s1")]
+        with pytest.raises(MissingSessionPath):
+            [line async for line in recorder.replay("nobody", "s1")]
+    assert [json.loads(line)["event"]["seq"] for line in lines] == list(range(100))
+    assert all(not line.endswith(b"\n") for line in lines)
+
+
+async def test_follow_replays_then_yields_new_lines_as_they_land(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0))
+        seen: list[int] = []
+        tail: list[int] = []
+
+        async def follow(into: list[int], from_start: bool, count: int) -> None:
+            async for line in recorder.follow("u1", "s1", from_start=from_start, poll_s=10):
+                into.append(json.loads(line)["event"]["seq"])
+                if len(into) == count:
+                    return
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow, seen, True, 5)
+                tg.start_soon(follow, tail, False, 4)
+                await anyio.sleep(0.05)  # both followers caught up with the log
+                for seq in range(1, 5):
+                    await recorder.append(event(seq))
+    assert seen == [0, 1, 2, 3, 4]
+    assert tail == [1, 2, 3, 4]
+
+
+async def test_follow_sees_lines_appended_by_another_process(tmp_path: Path) -> None:
+    producer = Path(__file__).with_name("_recording_producer.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), *sys.path]))
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        seen: list[str] = []
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+
+                async def follow() -> None:
+                    async for line in recorder.follow("u1", "s1", poll_s=0.02):
+                        seen.append(json.loads(line)["event"]["record_id"])
+                        if len(seen) == 40:
+                            tg.cancel_scope.cancel()
+
+                tg.start_soon(follow)
+                args = [str(tmp_path), "u1", "s1", "other", "20", "2"]
+                done = await anyio.run_process(
+                    [sys.executable, str(producer), *args], env=env, check=False
+                )
+                assert done.returncode == 0, done.stderr
+    assert sorted(seen) == sorted(
+        [f"other-0-{i:06d}" for i in range(20)] + [f"other-1-{i:06d}" for i in range(20)]
+    )
+
+
+async def test_follow_ends_when_the_bus_closes(tmp_path: Path) -> None:
+    lines: list[bytes] = []
+    async with anyio.create_task_group() as tg, recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0))
+
+        async def follow() -> None:
+            async for line in recorder.follow("u1", "s1", poll_s=10):
+                lines.append(line)
+
+        tg.start_soon(follow)
+        await anyio.sleep(0.05)
+    assert len(lines) == 1  # the follower ended with the bus instead of hanging
+
+
+async def test_a_lock_held_by_another_process_does_not_freeze_the_loop(tmp_path: Path) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "locked")
+        held = session_path(tmp_path, "u1", "locked")
+        code = (
+            "import fcntl, os, sys\n"
+            f"fd = os.open({str(held)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        holder = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        results: list[AppendResult] = []
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            async with anyio.create_task_group() as tg:
+
+                async def append_locked() -> None:
+                    results.append(await recorder.append(event(1, session="locked")))
+
+                tg.start_soon(append_locked)
+                await anyio.sleep(0.01)
+                other = await recorder.append(event(2, session="free"))
+                assert other.record_id == "r2" and results == []
+                holder.stdin.close()  # type: ignore[union-attr]
+        finally:
+            holder.wait(10)
+    assert [r.record_id for r in results] == ["r1"]
+    assert [e["event"]["record_id"] for e in logged(tmp_path, "u1", "locked")] == ["r1"]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Any:
+    """A 64 KiB tmpfs mounted for the test (a real disk that really fills up)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("mounting a small tmpfs is not permitted here, so no real disk can fill up")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_fails_the_batch_leaves_no_partial_line_and_recovers(
+    small_tmpfs: Path,
+) -> None:
+    acknowledged: list[str] = []
+    failures: list[ActorbusError] = []
+    async with recording(small_tmpfs) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        seq = 0
+        while not failures and seq < 10_000:
+            batch = [event(seq + i, pad="x" * 200) for i in range(7)]
+            seq += len(batch)
+            for result in await recorder.append_batch(batch):
+                if isinstance(result, AppendResult):
+                    acknowledged.append(result.record_id)
+                else:
+                    failures.append(result)
+        assert failures and all(isinstance(f, RecorderIOError) for f in failures)
+        assert [e["event"]["record_id"] for e in logged(small_tmpfs)] == acknowledged
+        with pytest.raises(RecorderIOError):
+            await recorder.append(event(seq, pad="x" * 4000))
+        assert [e["event"]["record_id"] for e in logged(small_tmpfs)] == acknowledged
+
+        subprocess.run(["mount", "-o", "remount,size=1m", str(small_tmpfs)], check=True)
+        result = await recorder.append(event(seq + 1))
+        assert result.record_id == f"r{seq + 1}"
+    recorded = [e["event"]["record_id"] for e in logged(small_tmpfs)]
+    assert recorded == [*acknowledged, result.record_id]
