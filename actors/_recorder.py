@@ -34,7 +34,7 @@ __all__ = ["Recorder"]
 Event = bytes | Mapping[str, Any]
 
 # Session writer references kept for reuse; a bound, not a cache that must hit.
-_REFS_MAX = 65_536
+_REFS_MAX = 1024
 
 
 class Recorder:

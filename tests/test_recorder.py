@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _recording_support import GatedStore, event, logged, recording, tree
 
-from actors import FileSessionStore, Recorder, SessionWriter, session_path, session_topic
+from actors import FileSessionStore, session_path
 from actors._session_boundary import ENVELOPE_OVERHEAD
-from bus import Bus, open_bus
 from contracts import (
     ActorbusError,
     AppendResult,
-    BusConfig,
     EventTooLarge,
     InvalidEvent,
     MissingSessionPath,
@@ -34,37 +30,6 @@ from contracts import (
 pytestmark = pytest.mark.anyio
 
 FIXED = datetime(2026, 11, 22, 9, 15, 2, 137000, tzinfo=UTC)
-
-
-def event(seq: int = 0, *, user: str = "u1", session: str = "s1", **extra: Any) -> bytes:
-    body = {
-        "record_id": f"r{seq}",
-        "user_id": user,
-        "session_id": session,
-        "source": "test",
-        "seq": seq,
-        "timestamp": "2026-11-22T10:15:02.1370+01:00",
-        **extra,
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-@asynccontextmanager
-async def recording(
-    root: Path, config: RecorderConfig | None = None, **kwargs: Any
-) -> AsyncIterator[tuple[Bus, Recorder]]:
-    async with open_bus(BusConfig(shutdown_deadline_s=5)) as bus:
-        yield bus, Recorder(bus, root, config or RecorderConfig(), **kwargs)
-
-
-def logged(root: Path, user: str = "u1", session: str = "s1") -> list[dict[str, Any]]:
-    data = session_path(root, user, session).read_bytes()
-    assert data == b"" or data.endswith(b"\n")
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 async def test_an_acknowledged_append_is_already_in_the_file(tmp_path: Path) -> None:
@@ -109,18 +74,6 @@ async def test_mapping_events_are_recorded_as_json(tmp_path: Path) -> None:
         "source": "mp",
         "n": [1],
     }
-
-
-async def test_each_recorded_envelope_is_published_on_the_session_topic(tmp_path: Path) -> None:
-    async with recording(tmp_path) as (bus, recorder):
-        await recorder.open_session("u1", "s1")
-        subscription = bus.topic(session_topic("u1", "s1")).subscribe()
-        await recorder.append(event(1))
-        results = await recorder.append_batch([event(2), event(3)])
-        assert all(isinstance(r, AppendResult) for r in results)
-        published = [subscription.get_nowait() for _ in range(3)]
-    on_disk = session_path(tmp_path, "u1", "s1").read_bytes().split(b"\n")[:-1]
-    assert published == on_disk
 
 
 async def test_near_limit_event_is_accepted_and_over_limit_rejected_with_file_unchanged(
@@ -211,28 +164,6 @@ async def test_batch_results_are_in_order_and_an_invalid_event_fails_alone(
     assert [e["event"]["record_id"] for e in logged(tmp_path, "u2", "s9")] == ["r1", "r5"]
 
 
-class GatedStore(FileSessionStore):
-    """The real store, whose appends wait at a gate the test opens (a fake slow disk)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def append(
-        self,
-        user_id: str,
-        session_id: str,
-        chunks: Sequence[bytes],
-        *,
-        durable: bool,
-        wait: bool,
-    ) -> tuple[int, ActorbusError | None]:
-        self.entered.set()
-        assert self.gate.wait(10)
-        return super().append(user_id, session_id, chunks, durable=durable, wait=wait)
-
-
 async def test_try_append_fails_fast_when_the_mailbox_is_full(tmp_path: Path) -> None:
     store = GatedStore(tmp_path)
     async with recording(tmp_path, store=store, mailbox_size=1) as (_, recorder):
@@ -319,137 +250,6 @@ async def test_short_write_leaves_no_partial_line_and_the_writer_keeps_serving(
         short.clear()
         await recorder.append(event(4))
     assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r4"]
-
-
-async def test_a_batch_over_the_bounds_is_cut_into_several_writes(tmp_path: Path) -> None:
-    sizes: list[int] = []
-
-    def counting_write(fd: int, data: bytes) -> int:
-        sizes.append(data.count(b"\n"))
-        return os.write(fd, data)
-
-    store = FileSessionStore(tmp_path, write=counting_write)
-    config = RecorderConfig(batch_max_events=10, batch_max_bytes=1 << 20)
-    async with recording(tmp_path, config, store=store) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        results = await recorder.append_batch([event(i) for i in range(35)])
-        assert all(isinstance(r, AppendResult) for r in results)
-    assert sizes == [10, 10, 10, 5]
-    assert [e["event"]["seq"] for e in logged(tmp_path)] == list(range(35))
-
-
-async def test_concurrent_producers_keep_their_own_order(tmp_path: Path) -> None:
-    async with recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-
-        async def producer(name: str) -> None:
-            for seq in range(200):
-                await recorder.append(event(seq, producer=name))
-
-        async with anyio.create_task_group() as tg:
-            for n in range(8):
-                tg.start_soon(producer, f"p{n}")
-    seen: dict[str, list[int]] = {}
-    for envelope in logged(tmp_path):
-        seen.setdefault(envelope["event"]["producer"], []).append(envelope["event"]["seq"])
-    assert seen == {f"p{n}": list(range(200)) for n in range(8)}
-
-
-async def test_passivating_writers_mid_stream_loses_and_reorders_nothing(tmp_path: Path) -> None:
-    async with recording(tmp_path, idle_s=0.005) as (bus, recorder):
-        await recorder.open_session("u1", "s1")
-
-        async def producer(session: str) -> None:
-            for seq in range(60):
-                await recorder.append(event(seq, session=session))
-                if seq % 10 == 9:
-                    await anyio.sleep(0.03)  # idle long enough to be passivated
-
-        async with anyio.create_task_group() as tg:
-            for n in range(3):
-                tg.start_soon(producer, f"s{n}")
-        stats = next(a for a in bus.statistics().actors if a.name == SessionWriter.__name__)
-        assert stats.passivations >= 3
-        assert stats.activations > 3
-    for n in range(3):
-        assert [e["event"]["seq"] for e in logged(tmp_path, "u1", f"s{n}")] == list(range(60))
-
-
-async def test_replay_yields_every_line_in_order(tmp_path: Path) -> None:
-    async with recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        assert [line async for line in recorder.replay("u1", "s1")] == []
-        await recorder.append_batch([event(i) for i in range(100)])
-        lines = [line async for line in recorder.replay("u1", "s1")]
-        with pytest.raises(MissingSessionPath):
-            [line async for line in recorder.replay("nobody", "s1")]
-    assert [json.loads(line)["event"]["seq"] for line in lines] == list(range(100))
-    assert all(not line.endswith(b"\n") for line in lines)
-
-
-async def test_follow_replays_then_yields_new_lines_as_they_land(tmp_path: Path) -> None:
-    async with recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        await recorder.append(event(0))
-        seen: list[int] = []
-        tail: list[int] = []
-
-        async def follow(into: list[int], from_start: bool, count: int) -> None:
-            async for line in recorder.follow("u1", "s1", from_start=from_start, poll_s=10):
-                into.append(json.loads(line)["event"]["seq"])
-                if len(into) == count:
-                    return
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(follow, seen, True, 5)
-                tg.start_soon(follow, tail, False, 4)
-                await anyio.sleep(0.05)  # both followers caught up with the log
-                for seq in range(1, 5):
-                    await recorder.append(event(seq))
-    assert seen == [0, 1, 2, 3, 4]
-    assert tail == [1, 2, 3, 4]
-
-
-async def test_follow_sees_lines_appended_by_another_process(tmp_path: Path) -> None:
-    producer = Path(__file__).with_name("_recording_producer.py")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path.cwd()), *sys.path]))
-    async with recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        seen: list[str] = []
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-
-                async def follow() -> None:
-                    async for line in recorder.follow("u1", "s1", poll_s=0.02):
-                        seen.append(json.loads(line)["event"]["record_id"])
-                        if len(seen) == 40:
-                            tg.cancel_scope.cancel()
-
-                tg.start_soon(follow)
-                args = [str(tmp_path), "u1", "s1", "other", "20", "2"]
-                done = await anyio.run_process(
-                    [sys.executable, str(producer), *args], env=env, check=False
-                )
-                assert done.returncode == 0, done.stderr
-    assert sorted(seen) == sorted(
-        [f"other-0-{i:06d}" for i in range(20)] + [f"other-1-{i:06d}" for i in range(20)]
-    )
-
-
-async def test_follow_ends_when_the_bus_closes(tmp_path: Path) -> None:
-    lines: list[bytes] = []
-    async with anyio.create_task_group() as tg, recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        await recorder.append(event(0))
-
-        async def follow() -> None:
-            async for line in recorder.follow("u1", "s1", poll_s=10):
-                lines.append(line)
-
-        tg.start_soon(follow)
-        await anyio.sleep(0.05)
-    assert len(lines) == 1  # the follower ended with the bus instead of hanging
 
 
 async def test_a_lock_held_by_another_process_does_not_freeze_the_loop(tmp_path: Path) -> None:
