@@ -1,5 +1,9 @@
 """actorbus actors: the session writers, the live-data gate and the enrichment cache."""
 
+from ._live_data import LIVE_DATA_LOCK, LiveData
+from ._live_store import FileLiveStore, LiveStore
+from ._named_lock import LockHandle, NamedLock, OwnerRecord
+from ._privacy import PrivacyGate, PrivacyHit
 from ._recorder import Recorder
 from ._session_boundary import session_path, session_topic
 from ._session_committer import SessionStore
@@ -7,7 +11,16 @@ from ._session_io import FileSessionStore
 from ._session_writer import SessionWriter
 
 __all__ = [
+    "LIVE_DATA_LOCK",
+    "FileLiveStore",
     "FileSessionStore",
+    "LiveData",
+    "LiveStore",
+    "LockHandle",
+    "NamedLock",
+    "OwnerRecord",
+    "PrivacyGate",
+    "PrivacyHit",
     "Recorder",
     "SessionStore",
     "SessionWriter",

@@ -11,6 +11,7 @@ __all__ = ["MODULES", "all_scenarios"]
 #: Scenario modules in run order; baselines are listed inside each module first.
 MODULES: list[str] = [
     "bench._runtime",
+    "bench._live",
     "bench._recording",
 ]
 

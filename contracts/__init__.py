@@ -38,6 +38,15 @@ from ._errors import (
     status_of,
 )
 from ._events import AppendResult, Envelope, EventHead
+from ._live import (
+    ExtensionItem,
+    ExtensionStatus,
+    LiveBase,
+    LiveDocument,
+    LiveExtensions,
+    LiveWriteResult,
+    LockRelease,
+)
 
 __all__ = [
     "ERRORS",
@@ -50,13 +59,20 @@ __all__ = [
     "Envelope",
     "EventHead",
     "EventTooLarge",
+    "ExtensionItem",
+    "ExtensionStatus",
     "FrameTooLarge",
     "InternalError",
     "InvalidEvent",
     "InvalidRequest",
+    "LiveBase",
     "LiveDataConfig",
     "LiveDataInvalid",
+    "LiveDocument",
+    "LiveExtensions",
+    "LiveWriteResult",
     "LockBusy",
+    "LockRelease",
     "MissingSessionPath",
     "Overloaded",
     "OwnershipViolation",
