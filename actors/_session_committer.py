@@ -37,6 +37,8 @@ log = logging.getLogger("actorbus.recorder")
 #: How many chunks were written, and the error that stopped the rest (or None).
 Outcome = tuple[int, ActorbusError | None]
 
+_NO_THREAD: Outcome = (0, RecorderIOError("no thread available to write the session log"))
+
 
 class SessionStore(Protocol):
     """Where session logs live. Every method blocks; call them off the event loop.
@@ -152,7 +154,14 @@ class Committer:
                 return
             self._thread_alive = True
         self.threads_started += 1
-        threading.Thread(target=self._run, name="actorbus-session-io", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="actorbus-session-io", daemon=True).start()
+        except RuntimeError:
+            # No thread to be had: fail what waits rather than leave it hanging.
+            with self._cond:
+                self._thread_alive = False
+                failed, self._queue = self._queue, []
+            _deliver([(job.fut, _NO_THREAD) for job in failed])
 
     def _run(self) -> None:
         store = self._store
@@ -183,13 +192,19 @@ class Committer:
                     self.contended += 1
                     with cond:
                         held[key] = [job]
-                    threading.Thread(
-                        target=self._append_waiting,
-                        args=(key,),
-                        name="actorbus-session-lock",
-                        daemon=True,
-                    ).start()
-                    continue
+                    try:
+                        threading.Thread(
+                            target=self._append_waiting,
+                            args=(key,),
+                            name="actorbus-session-lock",
+                            daemon=True,
+                        ).start()
+                    except RuntimeError:
+                        with cond:
+                            del held[key]
+                        outcome = _NO_THREAD
+                    else:
+                        continue
                 except Exception as exc:
                     outcome = _crashed(exc)
                 done.append((job.fut, outcome))

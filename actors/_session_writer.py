@@ -147,7 +147,9 @@ class SessionWriter(Actor):
             self._user_id, self._session_id, (line,), durable=settings.durable
         )
         if not written:
-            return error or RecorderIOError("session log write failed")
+            if error is None:  # an outcome short of its chunks always carries its error
+                return RecorderIOError("session log write failed")
+            return type(error)(error.message)  # each asker raises its own instance
         settings.bus.publish(self._topic, line[:-1])
         return AppendResult(message.record_id, recorded_at)
 
