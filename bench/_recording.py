@@ -126,7 +126,7 @@ async def append_inproc_batch(ctx: Context) -> Measurement:
 
 
 async def append_inproc_sessions_1000(ctx: Context) -> Measurement:
-    total = ctx.scale(100_000, 20_000)
+    total = ctx.scale(60_000, 20_000)
     session_ids = [f"s{i:04d}" for i in range(SESSIONS)]
     figures = [
         await _run_producers(ctx, session_ids, total, latencies=None)

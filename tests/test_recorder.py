@@ -330,3 +330,41 @@ async def test_a_full_disk_fails_the_batch_leaves_no_partial_line_and_recovers(
         assert result.record_id == f"r{seq + 1}"
     recorded = [e["event"]["record_id"] for e in logged(small_tmpfs)]
     assert recorded == [*acknowledged, result.record_id]
+
+
+async def test_every_disk_access_happens_off_the_event_loop(tmp_path: Path) -> None:
+    loop_thread = threading.get_ident()
+    calls: list[str] = []
+
+    class OffLoopStore(FileSessionStore):
+        """The real store, failing any call made on the event loop's thread."""
+
+        def _off_loop(self, name: str) -> None:
+            calls.append(name)
+            assert threading.get_ident() != loop_thread, f"{name} ran on the event loop"
+
+        def open_session(self, user_id: str, session_id: str) -> bool:
+            self._off_loop("open_session")
+            return super().open_session(user_id, session_id)
+
+        def append(self, *args: Any, **kwargs: Any) -> Any:
+            self._off_loop("append")
+            return super().append(*args, **kwargs)
+
+        def read(self, *args: Any) -> bytes:
+            self._off_loop("read")
+            return super().read(*args)
+
+        def size(self, *args: Any) -> int:
+            self._off_loop("size")
+            return super().size(*args)
+
+    async with recording(tmp_path, store=OffLoopStore(tmp_path)) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0))
+        await recorder.append_batch([event(1), event(2)])
+        assert len([line async for line in recorder.replay("u1", "s1")]) == 3
+        with anyio.move_on_after(0.1):  # a follower that sees nothing new, then stops
+            async for _ in recorder.follow("u1", "s1", from_start=False, poll_s=0.01):
+                pass
+    assert {"open_session", "append", "read", "size"} <= set(calls)

@@ -139,3 +139,15 @@ async def test_the_io_thread_exits_when_idle_and_comes_back(tmp_path: Path) -> N
             await anyio.sleep(0.01)
     assert await committer.submit("u1", "s1", [LINE], durable=False) == (1, None)
     assert committer.threads_started == 2
+
+
+async def test_jobs_fail_instead_of_hanging_when_no_thread_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_start_without_threads(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", fake_start_without_threads)
+    committer = Committer(asyncio.get_running_loop(), FileSessionStore(tmp_path))
+    written, error = await committer.submit("u1", "s1", [LINE], durable=False)
+    assert written == 0 and error is not None and error.code == "RecorderIOError"
