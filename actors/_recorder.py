@@ -181,6 +181,8 @@ class Recorder:
                 replies = [exc]
         else:
             replies = await asyncio.gather(*asks, return_exceptions=True)
+        if len(replies) == 1 and type(replies[0]) is list and len(replies[0]) == len(events):
+            return cast(list[AppendResult | ActorbusError], replies[0])  # one session, all valid
         for (indices, _, _), reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, BaseException):
                 if not isinstance(reply, ActorbusError):
