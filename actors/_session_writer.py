@@ -128,7 +128,9 @@ class SessionWriter(Actor):
         results: list[AppendResult | ActorbusError] = [
             AppendResult(record_id, recorded_at) for record_id in ids[:recorded]
         ]
-        if error is not None:
+        if recorded < len(ids):
+            if error is None:  # a store short of its chunks must say why; never drop one
+                error = RecorderIOError("session log write failed")
             # A fresh instance per event: each is raised in its own asker's task.
             results.extend(type(error)(error.message) for _ in range(len(ids) - recorded))
         if recorded:
