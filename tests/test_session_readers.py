@@ -36,22 +36,33 @@ async def test_follow_replays_then_yields_new_lines_as_they_land(tmp_path: Path)
         await recorder.append(event(0))
         seen: list[int] = []
         tail: list[int] = []
+        done = anyio.Event()
 
-        async def follow(into: list[int], from_start: bool, count: int) -> None:
+        async def follow(into: list[int], from_start: bool) -> None:
             async for line in recorder.follow("u1", "s1", from_start=from_start, poll_s=10):
                 into.append(json.loads(line)["event"]["seq"])
-                if len(into) == count:
-                    return
+                if seen[-1:] == [4] and tail[-1:] == [4]:
+                    done.set()
 
-        with anyio.fail_after(10):
+        with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(follow, seen, True, 5)
-                tg.start_soon(follow, tail, False, 4)
-                await anyio.sleep(0.05)  # both followers caught up with the log
+                tg.start_soon(follow, seen, True)
+                tg.start_soon(follow, tail, False)
+                marker = 100
+                while not tail:  # until the tail follower is surely past its start
+                    await recorder.append(event(marker))
+                    marker += 1
+                    await anyio.sleep(0.01)
                 for seq in range(1, 5):
                     await recorder.append(event(seq))
-    assert seen == [0, 1, 2, 3, 4]
-    assert tail == [1, 2, 3, 4]
+                await done.wait()
+                tg.cancel_scope.cancel()
+        logged_seqs = [
+            json.loads(line)["event"]["seq"] async for line in recorder.replay("u1", "s1")
+        ]
+    assert seen == logged_seqs  # the replay, then every new line, once, in order
+    assert 0 not in tail and tail[-4:] == [1, 2, 3, 4]
+    assert tail == logged_seqs[len(logged_seqs) - len(tail) :]  # a contiguous suffix
 
 
 async def test_follow_sees_lines_appended_by_another_process(tmp_path: Path) -> None:
@@ -91,5 +102,8 @@ async def test_follow_ends_when_the_bus_closes(tmp_path: Path) -> None:
                 lines.append(line)
 
         tg.start_soon(follow)
-        await anyio.sleep(0.05)
-    assert len(lines) == 1  # the follower ended with the bus instead of hanging
+        with anyio.fail_after(10):
+            while not lines:  # the follower is running and caught up
+                await anyio.sleep(0.005)
+    # Leaving the bus closed its topics: the follower ended instead of hanging.
+    assert len(lines) == 1
