@@ -93,17 +93,18 @@ async def test_follow_sees_lines_appended_by_another_process(tmp_path: Path) -> 
 
 async def test_follow_ends_when_the_bus_closes(tmp_path: Path) -> None:
     lines: list[bytes] = []
-    async with anyio.create_task_group() as tg, recording(tmp_path) as (_, recorder):
-        await recorder.open_session("u1", "s1")
-        await recorder.append(event(0))
+    with anyio.fail_after(20):  # a follower that outlived the bus would hang here
+        async with anyio.create_task_group() as tg, recording(tmp_path) as (_, recorder):
+            await recorder.open_session("u1", "s1")
+            await recorder.append(event(0))
 
-        async def follow() -> None:
-            async for line in recorder.follow("u1", "s1", poll_s=10):
-                lines.append(line)
+            async def follow() -> None:
+                async for line in recorder.follow("u1", "s1", poll_s=10):
+                    lines.append(line)
 
-        tg.start_soon(follow)
-        with anyio.fail_after(10):
-            while not lines:  # the follower is running and caught up
-                await anyio.sleep(0.005)
+            tg.start_soon(follow)
+            with anyio.fail_after(10):
+                while not lines:  # the follower is running and caught up
+                    await anyio.sleep(0.005)
     # Leaving the bus closed its topics: the follower ended instead of hanging.
     assert len(lines) == 1
