@@ -1,4 +1,4 @@
-"""Shared helpers for the recording tests: events, a running recorder, the log."""
+"""What the recording tests share: events, a running recorder, reading the log."""
 
 from __future__ import annotations
 
