@@ -14,6 +14,11 @@ from ._live_data import LIVE_DATA_LOCK, LiveData
 from ._live_store import FileLiveStore, LiveStore
 from ._named_lock import LockHandle, NamedLock, OwnerRecord
 from ._privacy import PrivacyGate, PrivacyHit
+from ._recorder import Recorder
+from ._session_boundary import session_path, session_topic
+from ._session_committer import SessionStore
+from ._session_io import FileSessionStore
+from ._session_writer import SessionWriter
 
 __all__ = [
     "LIVE_DATA_LOCK",
@@ -23,6 +28,7 @@ __all__ = [
     "Enrichment",
     "FileCacheStore",
     "FileLiveStore",
+    "FileSessionStore",
     "HttpProvider",
     "LiveData",
     "LiveStore",
@@ -35,6 +41,11 @@ __all__ = [
     "ProviderAnswer",
     "ProviderItem",
     "PythonProvider",
+    "Recorder",
+    "SessionStore",
+    "SessionWriter",
     "SimulatedProvider",
     "build_provider",
+    "session_path",
+    "session_topic",
 ]

@@ -14,6 +14,7 @@ MODULES: list[str] = [
     "bench._live",
     "bench._socket",
     "bench._enrich",
+    "bench._recording",
 ]
 
 
