@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "exit_code_for", "main"]
 
 COMMAND_MODULES: list[str] = [
     "actorbus._cmd_bench",
+    "actorbus._cmd_demo",
 ]
 
 
@@ -42,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and a mapped exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="actorbus: %(levelname)s %(name)s: %(message)s"
+    )
     try:
         code: int = args.func(args)
     except ActorbusError as exc:

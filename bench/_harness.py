@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Context", "Measurement", "Scenario", "Target", "best_of"]
+__all__ = ["Context", "Measurement", "Scenario", "Skip", "Target", "best_of"]
+
+
+class Skip(Exception):
+    """Raised by a scenario that cannot run here; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ __all__ = ["MODULES", "all_scenarios"]
 #: Scenario modules in run order; baselines are listed inside each module first.
 MODULES: list[str] = [
     "bench._runtime",
+    "bench._live",
+    "bench._socket",
+    "bench._enrich",
+    "bench._recording",
 ]
 
 

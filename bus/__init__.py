@@ -1,4 +1,4 @@
-"""actorbus runtime: actors, mailboxes, keyed actors, supervision, topics and lifecycle.
+"""actorbus runtime: actors, topics, lifecycle, and the Unix-socket server and clients.
 
 Usage::
 
@@ -10,13 +10,26 @@ Usage::
 
 from ._actor import Actor, ActorRef
 from ._cell import RestartPolicy
-from ._errors import ActorStopped, AskTimeout, BusError, SubscriberLagged
+from ._client import DEFAULT_MAX_FRAME_BYTES, Client, ClientCodec
+from ._errors import (
+    ActorStopped,
+    AskTimeout,
+    BusError,
+    ConnectionBroken,
+    ConnectionClosed,
+    SocketInUse,
+    SubscriberLagged,
+)
 from ._loop import run, uvloop_available
+from ._server import Handler, Server, ServerStatistics, serve_unix
 from ._stats import ActorStatistics, DeadLetterStatistics
+from ._sync_client import SyncClient
 from ._system import Bus, BusStatistics, open_bus
 from ._topic import Overflow, Subscription, Topic
+from ._wire import FrameReader, FrameWriter, Request, Result, parse_request
 
 __all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
     "Actor",
     "ActorRef",
     "ActorStatistics",
@@ -25,13 +38,28 @@ __all__ = [
     "Bus",
     "BusError",
     "BusStatistics",
+    "Client",
+    "ClientCodec",
+    "ConnectionBroken",
+    "ConnectionClosed",
     "DeadLetterStatistics",
+    "FrameReader",
+    "FrameWriter",
+    "Handler",
     "Overflow",
+    "Request",
     "RestartPolicy",
+    "Result",
+    "Server",
+    "ServerStatistics",
+    "SocketInUse",
     "SubscriberLagged",
     "Subscription",
+    "SyncClient",
     "Topic",
     "open_bus",
+    "parse_request",
     "run",
+    "serve_unix",
     "uvloop_available",
 ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from contracts import Overloaded
+
+from ._mail import Request
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -21,12 +24,23 @@ class Actor:
     The value a handler returns is the reply to an ``ask``; an exception it raises
     reaches the asker as that exception.
 
+    An actor whose handling never waits may define ``receive`` as a plain method
+    instead of a coroutine: the runtime then calls it directly, which saves
+    creating and running a coroutine per message (about a third of the cost of a
+    tell to a trivial actor).
+
     Attributes:
         batch_size: When above zero, :meth:`receive_batch` is called with up to this
             many queued messages at once (group commit) instead of :meth:`receive`.
+        direct: Set by the runtime: whether ``receive`` is a plain method.
     """
 
     batch_size: ClassVar[int] = 0
+    direct: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.direct = not inspect.iscoroutinefunction(cls.receive)
 
     async def on_start(self) -> None:
         """Run once when the actor is created or restarted, before its first message."""
@@ -94,7 +108,10 @@ class ActorRef:
             if cell.activation is None:
                 cell.activation = cell.bus.activate(cell)
             return cell.done
-        return self._tell_when_room(cell.resolve(), message)
+        if cell.state:
+            # Passivated: follow to the successor for good, so later tells take the fast path.
+            cell = self._cell = cell.resolve()
+        return self._tell_when_room(cell, message)
 
     @staticmethod
     async def _tell_when_room(cell: Cell, message: Any) -> None:
@@ -131,10 +148,19 @@ class ActorRef:
             ActorStopped: The actor has stopped.
             Exception: Whatever the handler raised.
         """
-        cell = self._cell.resolve()
-        if len(cell.mailbox) >= cell.capacity:
+        cell = self._cell
+        if cell.state or len(cell.mailbox) >= cell.capacity:
+            if cell.state:
+                cell = self._cell = cell.resolve()
             return await self._ask_when_room(cell, message, timeout)
-        return await cell.await_reply(cell.put_request(message), timeout)
+        # Fast path, inlined as in tell: queue the request, wake the actor, wait.
+        fut = cell.bus.loop.create_future()
+        cell.mailbox.append(Request(message, fut))
+        if cell.activation is None:
+            cell.activation = cell.bus.activate(cell)
+        if timeout is None:
+            return await fut
+        return await cell.await_reply(fut, timeout)
 
     @staticmethod
     async def _ask_when_room(cell: Cell, message: Any, timeout: float | None) -> Any:

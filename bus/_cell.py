@@ -21,6 +21,7 @@ from contracts import ShuttingDown
 
 from ._actor import Actor
 from ._errors import ActorStopped, AskTimeout
+from ._mail import Request, unpack
 from ._stats import LATENCY_SAMPLE_EVERY, Counters
 
 if TYPE_CHECKING:
@@ -33,9 +34,7 @@ __all__ = [
     "STOPPED",
     "THROUGHPUT",
     "Cell",
-    "Request",
     "RestartPolicy",
-    "unpack",
 ]
 
 log = logging.getLogger("actorbus.bus")
@@ -49,26 +48,6 @@ STOPPED = 2  # restart budget spent; mail goes to dead letters
 CLOSED = 3  # the bus has closed; mail raises ShuttingDown
 
 _SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
-
-
-class Request:
-    """An ask in a mailbox: the message and the future its reply completes.
-
-    A tell is queued as the bare message, so the common case allocates nothing.
-    """
-
-    __slots__ = ("fut", "message")
-
-    def __init__(self, message: Any, fut: asyncio.Future[Any]) -> None:
-        self.message = message
-        self.fut = fut
-
-
-def unpack(item: Any) -> tuple[Any, asyncio.Future[Any] | None]:
-    """Split a mailbox item into the message and its reply future (``None``: a tell)."""
-    if type(item) is Request:
-        return item.message, item.fut
-    return item, None
 
 
 class RestartPolicy:
@@ -276,6 +255,8 @@ class Cell:
                     try:
                         if self.actor.batch_size > 0:
                             await self._drain_batches(self.actor.batch_size)
+                        elif self.actor.direct:
+                            await self._drain_direct()
                         else:
                             await self._drain()
                     except asyncio.CancelledError:
@@ -316,12 +297,16 @@ class Cell:
             return
 
     async def _drain(self) -> None:
+        """Handle queued messages one at a time with a coroutine ``receive``.
+
+        :meth:`_drain_direct` is this loop for a plain-method ``receive``: the two
+        differ only in the ``await``, which cannot be shared without a cost on every
+        message, and in cancellation (only an awaited handler can be cancelled).
+        """
         mailbox = self.mailbox
         waiters = self.space_waiters
         counters = self.counters
-        actor = self.actor
-        assert actor is not None
-        receive = actor.receive
+        receive = self._receive()
         handled = 0
         try:
             while mailbox:
@@ -334,46 +319,23 @@ class Cell:
                 if waiters:
                     self._wake_one()
                 handled += 1
-                if handled & _SAMPLE_MASK:
-                    try:
-                        result = await receive(message)
-                    except Exception as exc:
-                        counters.failures += 1
-                        if fut is not None:
-                            _fail(fut, exc)
-                        elif not await self._crashed(exc):
-                            return
-                        actor = self.actor
-                        assert actor is not None
-                        receive = actor.receive
-                        continue
-                    except BaseException:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(_interruption(self.label()))
-                        raise
-                    if fut is not None and not fut.done():
-                        fut.set_result(result)
-                else:
-                    # The sampled message: the same, timed. Yield here for fairness too.
+                sampled = not handled & _SAMPLE_MASK
+                if sampled:
                     t0 = perf_counter()
-                    try:
-                        result = await receive(message)
-                    except Exception as exc:
-                        counters.failures += 1
-                        if fut is not None:
-                            _fail(fut, exc)
-                        elif not await self._crashed(exc):
-                            return
-                        actor = self.actor
-                        assert actor is not None
-                        receive = actor.receive
-                        continue
-                    except BaseException:
-                        if fut is not None and not fut.done():
-                            fut.set_exception(_interruption(self.label()))
-                        raise
+                try:
+                    result = await receive(message)
+                except Exception as exc:
+                    if not await self._failed(exc, fut):
+                        return
+                    receive = self._receive()
+                    continue
+                except BaseException:
                     if fut is not None and not fut.done():
-                        fut.set_result(result)
+                        fut.set_exception(_interruption(self.label()))
+                    raise
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
+                if sampled:
                     counters.sample(perf_counter() - t0)
                     if handled >= THROUGHPUT:
                         counters.messages_out += handled
@@ -381,6 +343,68 @@ class Cell:
                         await _yield()
         finally:
             counters.messages_out += handled
+
+    async def _drain_direct(self) -> None:
+        """:meth:`_drain` for an actor whose ``receive`` is a plain method (no coroutine)."""
+        mailbox = self.mailbox
+        waiters = self.space_waiters
+        counters = self.counters
+        receive = self._receive()
+        handled = 0
+        try:
+            while mailbox:
+                message = mailbox.popleft()
+                if type(message) is Request:
+                    fut = message.fut
+                    message = message.message
+                else:
+                    fut = None
+                if waiters:
+                    self._wake_one()
+                handled += 1
+                sampled = not handled & _SAMPLE_MASK
+                if sampled:
+                    t0 = perf_counter()
+                try:
+                    result = receive(message)
+                except Exception as exc:
+                    if not await self._failed(exc, fut):
+                        return
+                    receive = self._receive()
+                    continue
+                except BaseException:
+                    # Not a cancellation (nothing here awaits), but it ends the
+                    # activation all the same: the asker must still get an answer.
+                    if fut is not None and not fut.done():
+                        fut.set_exception(_interruption(self.label()))
+                    raise
+                if fut is not None and not fut.done():
+                    fut.set_result(result)
+                if sampled:
+                    counters.sample(perf_counter() - t0)
+                    if handled >= THROUGHPUT:
+                        counters.messages_out += handled
+                        handled = 0
+                        await _yield()
+        finally:
+            counters.messages_out += handled
+
+    def _receive(self) -> Callable[[Any], Any]:
+        actor = self.actor
+        assert actor is not None
+        return actor.receive
+
+    async def _failed(self, exc: Exception, fut: asyncio.Future[Any] | None) -> bool:
+        """A handler raised: answer the asker, or treat a tell as a crash.
+
+        Returns:
+            Whether draining goes on (False: the actor stopped).
+        """
+        self.counters.failures += 1
+        if fut is not None:
+            _fail(fut, exc)
+            return True
+        return await self._crashed(exc)
 
     async def _drain_batches(self, size: int) -> None:
         mailbox = self.mailbox

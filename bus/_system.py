@@ -15,8 +15,9 @@ import msgspec
 from contracts import BusConfig, ShuttingDown
 
 from ._actor import Actor, ActorRef
-from ._cell import CLOSED, PASSIVATED, STOPPED, Cell, RestartPolicy, unpack
+from ._cell import CLOSED, PASSIVATED, STOPPED, Cell, RestartPolicy
 from ._errors import ActorStopped
+from ._mail import unpack
 from ._stats import ActorStatistics, Counters, DeadLetterStatistics
 from ._topic import Topic
 

@@ -50,13 +50,18 @@ class RecorderConfig(Base, frozen=True):
 
 
 class ServerConfig(Base, frozen=True):
-    """The Unix-socket endpoint."""
+    """The Unix-socket endpoint.
+
+    ``shutdown_deadline_s`` bounds how long a graceful shutdown waits for requests
+    already read; past it they are answered ``ShuttingDown``.
+    """
 
     max_frame_bytes: int = 1_048_576
     idle_timeout_s: float = 30.0
     allowed_uids: list[int] = msgspec.field(default_factory=list)
     max_inflight_per_connection: int = 1024
     max_inflight_total: int = 65_536
+    shutdown_deadline_s: float = 10.0
 
 
 class ScopeConfig(Base, frozen=True):
@@ -77,27 +82,36 @@ class ProviderConfig(Base, frozen=True):
     """One enrichment source's provider.
 
     ``kind`` picks the implementation; the other keys apply to the kinds that use
-    them (``url`` for http, ``command`` for command, ``target`` as
-    ``module:callable`` for python; latency and failure rate for the simulator).
+    them (``url`` and ``headers`` for http, ``command`` for command, ``target`` as
+    ``module:callable`` for python; ``usage``, ``latency_ms``, ``failure_rate`` and
+    ``seed`` for the simulator).
+
+    ``cost_usd`` is the estimated cost of enriching one item: ``0`` marks a free
+    source, ``None`` (the default) an unknown cost, which a budgeted run cannot
+    afford and whose spend is reported ``unavailable`` unless the provider reports
+    actual usage.
     """
 
     kind: Literal["simulated", "http", "command", "python"] = "simulated"
-    cost_usd: float = 0.0
+    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
     usage: Literal["exact", "estimated"] = "estimated"
-    latency_ms: float = 0.0
-    failure_rate: float = 0.0
-    batch_size: int = 32
-    timeout_s: float = 30.0
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     url: str | None = None
     command: list[str] | None = None
     target: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    seed: int = 0
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
 
 
 class EnrichmentConfig(Base, frozen=True):
     """Enrichment providers by source id."""
 
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
-    max_summary_bytes: int = 4096
+    max_summary_bytes: Annotated[int, msgspec.Meta(ge=1)] = 4096
 
 
 class Config(Base, frozen=True):

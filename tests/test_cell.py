@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from bus import Actor, ActorStopped, RestartPolicy, open_bus
-from bus._cell import THROUGHPUT, Request, unpack
+from bus._cell import THROUGHPUT
 from contracts import BusConfig, ShuttingDown
 
 pytestmark = pytest.mark.anyio
@@ -363,16 +363,6 @@ async def test_a_batch_in_flight_at_the_deadline_answers_its_asks() -> None:
     for ask in pending:
         with anyio.fail_after(1), pytest.raises(ShuttingDown, match="mid-message"):
             await ask
-
-
-def test_a_mailbox_item_unpacks_into_message_and_reply_future() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        fut: asyncio.Future[Any] = loop.create_future()
-        assert unpack(Request("asked", fut)) == ("asked", fut)
-        assert unpack("told") == ("told", None)
-    finally:
-        loop.close()
 
 
 def test_the_restart_policy_keeps_its_bounds() -> None:

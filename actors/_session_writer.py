@@ -1,0 +1,207 @@
+"""The session writer: the keyed actor that owns one session's log.
+
+One instance per ``(user_id, session_id)``. Its mailbox is the session's order.
+It takes everything queued as one batch (group commit), stamps ``recorded_at``,
+builds the envelope lines around the event bytes it was given, cuts them into
+chunks bounded by count and bytes (one ``write()`` each), and submits them to the
+committer as one job. It answers only once that job was written, so an
+acknowledgement means the line reached the kernel; while it waits, new mail
+queues up and becomes the next batch. Written envelopes are then published on the
+session's topic, in order.
+
+Events reach it already validated by the boundary (:class:`~actors.Recorder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from bus import Actor, Bus
+from contracts import ActorbusError, AppendResult, RecorderIOError
+
+from ._session_boundary import RecordedAt, session_topic
+from ._session_committer import Committer
+
+__all__ = ["Append", "AppendBatch", "SessionWriter", "WriterSettings"]
+
+
+class Append:
+    """Command: record one validated event; the reply is its :class:`AppendResult`."""
+
+    __slots__ = ("raw", "record_id")
+
+    def __init__(self, raw: bytes, record_id: str) -> None:
+        self.raw = raw
+        self.record_id = record_id
+
+
+class AppendBatch:
+    """Command: record validated events in order; the reply is one result per event."""
+
+    __slots__ = ("raws", "record_ids")
+
+    def __init__(self, raws: list[bytes], record_ids: list[str]) -> None:
+        self.raws = raws
+        self.record_ids = record_ids
+
+
+class WriterSettings:
+    """What every writer of one recorder shares (read-only after construction)."""
+
+    __slots__ = (
+        "batch_max_bytes",
+        "batch_max_events",
+        "bus",
+        "committer",
+        "durable",
+        "recorded_at",
+    )
+
+    def __init__(
+        self,
+        bus: Bus,
+        committer: Committer,
+        clock: Callable[[], datetime] | None,
+        *,
+        durable: bool,
+        batch_max_events: int,
+        batch_max_bytes: int,
+    ) -> None:
+        self.bus = bus
+        self.committer = committer
+        self.recorded_at = RecordedAt(clock)
+        self.durable = durable
+        self.batch_max_events = max(1, batch_max_events)
+        self.batch_max_bytes = max(1, batch_max_bytes)
+
+
+class SessionWriter(Actor):
+    """The keyed actor that serialises one session's appends; see the module docstring.
+
+    Args:
+        key: ``(user_id, session_id)``, both already checked safe.
+        settings: The recorder's shared settings.
+    """
+
+    #: How much of the mailbox one activation takes at once; chunks for ``write()``
+    #: are then cut by ``batch_max_events`` and ``batch_max_bytes``.
+    batch_size: ClassVar[int] = 4096
+
+    def __init__(self, key: tuple[str, str], settings: WriterSettings) -> None:
+        self._user_id, self._session_id = key
+        self._topic = session_topic(*key)
+        self._settings = settings
+
+    async def receive_batch(self, messages: Sequence[Any]) -> Sequence[Any]:
+        """Write every queued append in one job; answer each once it was written."""
+        settings = self._settings
+        recorded_at, prefix, between = settings.recorded_at()
+        if len(messages) == 1 and type(messages[0]) is Append:
+            return [await self._append_one(messages[0], recorded_at, prefix)]
+        singles = all(type(message) is Append for message in messages)
+        if singles:
+            raws = [message.raw for message in messages]
+            ids = [message.record_id for message in messages]
+        else:
+            raws, ids = [], []
+            for message in messages:
+                if type(message) is Append:
+                    raws.append(message.raw)
+                    ids.append(message.record_id)
+                else:
+                    raws.extend(message.raws)
+                    ids.extend(message.record_ids)
+        if not raws:
+            return [[] for _ in messages]
+        total = sum(map(len, raws)) + len(raws) * len(between)
+        if len(raws) <= settings.batch_max_events and total <= settings.batch_max_bytes:
+            chunks = [b"".join((prefix, between.join(raws), b"}\n"))]
+            ends = [len(raws)]
+        else:
+            chunks, ends = _cut(raws, prefix, between, settings)
+        written, error = await settings.committer.submit(
+            self._user_id, self._session_id, chunks, durable=settings.durable
+        )
+        recorded = ends[written - 1] if written else 0
+        results: list[AppendResult | ActorbusError] = [
+            AppendResult(record_id, recorded_at) for record_id in ids[:recorded]
+        ]
+        if recorded < len(ids):
+            if error is None:  # a store short of its chunks must say why; never drop one
+                error = RecorderIOError("session log write failed")
+            # A fresh instance per event: each is raised in its own asker's task.
+            results.extend(type(error)(error.message) for _ in range(len(ids) - recorded))
+        if recorded:
+            _publish(settings.bus, self._topic, chunks[:written])
+        if singles:
+            return results
+        return _replies(messages, results)
+
+    async def _append_one(
+        self, message: Append, recorded_at: str, prefix: bytes
+    ) -> AppendResult | ActorbusError:
+        """The batch of one, on its own path: with many sessions it is the usual case."""
+        settings = self._settings
+        line = b"".join((prefix, message.raw, b"}\n"))
+        written, error = await settings.committer.submit(
+            self._user_id, self._session_id, (line,), durable=settings.durable
+        )
+        if not written:
+            if error is None:  # an outcome short of its chunks always carries its error
+                return RecorderIOError("session log write failed")
+            return type(error)(error.message)  # each asker raises its own instance
+        settings.bus.publish(self._topic, line[:-1])
+        return AppendResult(message.record_id, recorded_at)
+
+
+def _cut(
+    raws: list[bytes], prefix: bytes, between: bytes, settings: WriterSettings
+) -> tuple[list[bytes], list[int]]:
+    """Cut the lines into chunks of at most ``batch_max_events`` and ``batch_max_bytes``.
+
+    A single line larger than the byte bound is a chunk of its own.
+    """
+    chunks: list[bytes] = []
+    ends: list[int] = []  # ends[k]: how many lines chunks[0..k] hold together
+    max_events = settings.batch_max_events
+    max_bytes = settings.batch_max_bytes
+    overhead = len(between)  # each line costs its event plus exactly this much
+    start = size = 0
+    for index, raw in enumerate(raws):
+        cost = len(raw) + overhead
+        if index > start and (index - start >= max_events or size + cost > max_bytes):
+            chunks.append(b"".join((prefix, between.join(raws[start:index]), b"}\n")))
+            ends.append(index)
+            start, size = index, 0
+        size += cost
+    chunks.append(b"".join((prefix, between.join(raws[start:]), b"}\n")))
+    ends.append(len(raws))
+    return chunks, ends
+
+
+def _publish(bus: Bus, topic: str, chunks: list[bytes]) -> None:
+    """Publish each written envelope line (no newline) on ``topic``, in order."""
+    first = chunks[0]
+    if not bus.publish(topic, first[: first.index(b"\n")]):
+        return  # nobody listens: spare the split
+    for k, chunk in enumerate(chunks):
+        lines = chunk.split(b"\n")
+        lines.pop()  # after the last newline: empty
+        for line in lines[1:] if k == 0 else lines:
+            bus.publish(topic, line)
+
+
+def _replies(messages: Sequence[Any], results: list[AppendResult | ActorbusError]) -> list[Any]:
+    replies: list[Any] = []
+    at = 0
+    for message in messages:
+        if type(message) is Append:
+            replies.append(results[at])
+            at += 1
+        else:
+            count = len(message.raws)
+            replies.append(results[at : at + count])
+            at += count
+    return replies
