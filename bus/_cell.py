@@ -329,9 +329,9 @@ class Cell:
                         return
                     receive = self._receive()
                     continue
-                except BaseException:
+                except BaseException as exc:
                     if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label()))
+                        fut.set_exception(_interruption(self.label(), exc))
                     raise
                 if fut is not None and not fut.done():
                     fut.set_result(result)
@@ -372,11 +372,12 @@ class Cell:
                         return
                     receive = self._receive()
                     continue
-                except BaseException:
-                    # Not a cancellation (nothing here awaits), but it ends the
-                    # activation all the same: the asker must still get an answer.
+                except BaseException as exc:
+                    # Nothing here awaits, so this is no cancellation of the actor
+                    # (a CancelledError the handler passed on, an interrupt), but it
+                    # leaves this loop all the same: the asker must get an answer.
                     if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label()))
+                        fut.set_exception(_interruption(self.label(), exc))
                     raise
                 if fut is not None and not fut.done():
                     fut.set_result(result)
@@ -435,10 +436,10 @@ class Cell:
                 if crashed and not await self._crashed(exc):
                     return
                 continue
-            except BaseException:
+            except BaseException as exc:
                 for _, fut in batch:
                     if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label()))
+                        fut.set_exception(_interruption(self.label(), exc))
                 raise
             counters.sample(perf_counter() - t0)
             counters.messages_out += len(batch)
@@ -497,11 +498,11 @@ def _being_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def _interruption(label: str) -> Exception:
+def _interruption(label: str, exc: BaseException) -> Exception:
     """What the asker of a message whose handling was cut short gets."""
     if _being_cancelled():
         return ShuttingDown(f"{label} stopped mid-message")
-    return RuntimeError(f"{label}: the handler raised CancelledError")
+    return RuntimeError(f"{label}: the handler raised {type(exc).__name__}")
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

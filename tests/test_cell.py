@@ -376,3 +376,53 @@ def test_the_restart_policy_keeps_its_bounds() -> None:
     default = RestartPolicy()
     assert default.max_restarts == 3
     assert default.window_s == 10.0
+
+
+class Counter(Actor):
+    """A plain-method ``receive``: called directly, no coroutine per message."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        journal.built += 1
+        self.serial = journal.built
+        self.total = 0
+
+    def receive(self, message: Any) -> Any:  # type: ignore[override]
+        if message == "crash":
+            raise RuntimeError("crashed on purpose")
+        if message == "cancelled":
+            raise asyncio.CancelledError  # as if it had waited on a cancelled future
+        self.total += message
+        self.journal.handled.append((self.serial, message))
+        return self.total
+
+
+async def test_a_plain_method_receive_is_called_directly_and_supervised_alike() -> None:
+    journal = Journal()
+    policy = RestartPolicy(max_restarts=3, window_s=60, backoff_s=0.001)
+    assert Counter.direct and not Crashy.direct
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Counter(journal), name="counter", restart=policy)
+        for n in range(1, 41):
+            await ref.tell(n)
+        assert await ref.ask(0, timeout=5) == sum(range(41))
+        with pytest.raises(RuntimeError, match="on purpose"):
+            await ref.ask("crash", timeout=5)
+        await ref.tell("crash")  # a crash during a tell: a fresh instance
+        assert await ref.ask(5, timeout=5) == 5
+        stats = bus.statistics().actors[0]
+    assert [serial for serial, _ in journal.handled] == [1] * 41 + [2]
+    assert (stats.failures, stats.restarts, stats.messages_out) == (2, 1, 44)
+    assert stats.latency_max_us > 0
+
+
+async def test_a_plain_method_receive_raising_cancelled_error_fails_only_that_message() -> None:
+    journal = Journal()
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Counter(journal), name="counter")
+        cancelled = ref.try_ask("cancelled", timeout=5)
+        queued = ref.try_ask(7, timeout=5)
+        with pytest.raises(RuntimeError, match="the handler raised CancelledError"):
+            await cancelled
+        assert await queued == 7
+        assert bus.statistics().actors[0].failures == 1
