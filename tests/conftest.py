@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import gc
 import importlib.util
 import sys
@@ -99,21 +100,38 @@ class LoopWatchdog:
         self._handle = self.loop.call_later(self.period, self._beat)
 
     def _watch(self) -> None:
-        stalled = False
+        stall: list[Any] | None = None  # [longest wait so far, where the loop was]
         while not self._done.wait(self.period / 2):
             now = time.monotonic()
             if not self.loop.is_running():
                 self.idle_since = now
-                stalled = False
-                continue
-            late = now - max(self.beat, self.idle_since)
-            if late <= self.limit + self.period:
-                stalled = False
-            elif not stalled:
-                stalled = True
-                frame = sys._current_frames().get(self.loop_thread)
-                where = "".join(traceback.format_stack(frame, limit=6)) if frame else "?"
-                self.stalls.append(f"the loop did not turn for {late:.2f}s, at:\n{where}")
+                late = 0.0
+            else:
+                late = now - max(self.beat, self.idle_since)
+            if late > self.limit + self.period:
+                if stall is None:
+                    stall = [late, self._where()]
+                stall[0] = late
+            elif stall is not None:
+                self._record(stall)
+                stall = None
+        if stall is not None:
+            self._record(stall)
+
+    def _record(self, stall: list[Any]) -> None:
+        late, where = stall
+        self.stalls.append(f"the loop did not turn for {late:.2f}s, stuck at:\n{where}")
+
+    def _where(self) -> str:
+        # Formatted by hand: the standard formatter parses source for its carets,
+        # and CPython 3.11's parser state is not safe to share with the loop thread.
+        frame = sys._current_frames().get(self.loop_thread)
+        if frame is None:
+            return "?"
+        return "".join(
+            f'  File "{f.filename}", line {f.lineno}, in {f.name}\n    {f.line}\n'
+            for f in traceback.extract_stack(frame, limit=6)
+        )
 
 
 @pytest.fixture
@@ -148,6 +166,7 @@ def _extra_blocking(scanned: list[str]) -> dict[str, BlockBusterFunction]:
     return extra
 
 
+@functools.cache
 def _blockbuster() -> BlockBuster:
     bb = BlockBuster(PRODUCT_PACKAGES)
     # File-system metadata calls (stat, mkdir, rename, unlink, path resolution) are
