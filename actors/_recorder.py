@@ -13,6 +13,7 @@ write, close), which alone touches the files.
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,9 @@ Event = bytes | Mapping[str, Any]
 
 # Session writer references kept for reuse; a bound, not a cache that must hit.
 _REFS_MAX = 1024
+
+
+_RECORD_ID_OF = operator.attrgetter("record_id")
 
 
 class Recorder:
@@ -78,6 +82,7 @@ class Recorder:
         checker = EventCheck(config.max_event_bytes)
         self._check = checker.check
         self._check_batch = checker.check_batch
+        self._one_session = checker.one_session
         # Writer references by (user_id, session_id); loop thread only.
         self._refs: dict[tuple[str, str], ActorRef] = {}
         self.committer = Committer(bus.loop, self._store)
@@ -111,15 +116,18 @@ class Recorder:
         check_id(session_id, "session_id")
         return await anyio.to_thread.run_sync(self._store.open_session, user_id, session_id)
 
-    async def append(self, event: Event) -> AppendResult:
-        """Record one event; return once its line was handed to the kernel.
+    def append(self, event: Event) -> Awaitable[AppendResult]:
+        """Record one event; the awaitable completes once its line was handed to the kernel.
+
+        Validation happens in the call, so an invalid event raises at once;
+        awaiting the result waits for room in the writer's mailbox and for the write.
 
         Args:
             event: One JSON object as received (kept byte for byte), or a decoded
                 mapping (encoded once).
 
         Returns:
-            ``{record_id, recorded_at}``.
+            An awaitable of ``{record_id, recorded_at}``.
 
         Raises:
             InvalidEvent: The event breaks the recording contract; nothing is written.
@@ -132,8 +140,8 @@ class Recorder:
         ref = self._refs.get((head.user_id, head.session_id))
         if ref is None:
             ref = self._writer(head.user_id, head.session_id)
-        result: AppendResult = await ref.ask(Append(raw, head.record_id))
-        return result
+        reply: Awaitable[AppendResult] = ref.ask(Append(raw, head.record_id))
+        return reply
 
     def try_append(self, event: Event) -> Awaitable[AppendResult]:
         """Queue one event now, or fail at once; await the result for the acknowledgement.
@@ -155,6 +163,15 @@ class Recorder:
         An invalid event fails alone. Events of one session are written in the
         order given, as one message to its writer.
         """
+        heads = self._one_session(events)
+        if heads is not None:
+            # The common batch: plain events, one session. Validated in C-level
+            # passes; one message to the writer; its replies are the results.
+            head = heads[0]
+            reply: list[AppendResult | ActorbusError] = await self._writer(
+                head.user_id, head.session_id
+            ).ask(AppendBatch(list(events), list(map(_RECORD_ID_OF, heads))))  # type: ignore[arg-type]
+            return reply
         results: list[AppendResult | ActorbusError | None] = [None] * len(events)
         # Per session: the events' places in ``events``, their bytes, their ids.
         groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}

@@ -9,6 +9,7 @@ folded so it fits on one line (values, ``timestamp`` included, stay byte for byt
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,9 @@ __all__ = [
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HEAD = msgspec.json.Decoder(EventHead)
+_SESSION_OF = operator.attrgetter("user_id", "session_id")
+_RECORD_ID_OF = operator.attrgetter("record_id")
+_SOURCE_OF = operator.attrgetter("source")
 _ENCODER = msgspec.json.Encoder()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -227,8 +231,10 @@ class EventCheck:
             raise InvalidEvent("record_id must be a non-empty string")
         if not head.source:
             raise InvalidEvent("source must be a non-empty string")
-        check_id(head.user_id, "user_id")
-        check_id(head.session_id, "session_id")
+        if head.user_id not in _KNOWN_SAFE:
+            check_id(head.user_id, "user_id")
+        if head.session_id not in _KNOWN_SAFE:
+            check_id(head.session_id, "session_id")
         if folded:
             # Raw newlines can only be whitespace between tokens (JSON strings
             # cannot hold them), so folding the whitespace changes no value.
@@ -242,43 +248,80 @@ class EventCheck:
     ) -> list[tuple[bytes, EventHead] | ActorbusError]:
         """Validate many events: one entry per event, its :meth:`check` result or error.
 
-        The common shape (bytes on one line, ASCII, ids already known safe) is
-        checked inline, which measured about a third cheaper per event than a call
-        each; anything it does not settle goes through :meth:`check`, so the
-        outcome is the same either way.
+        The common shape (every event bytes on one line, ASCII, under the size bound)
+        is validated for the whole batch at once: one join, one scan for line breaks
+        and non-ASCII bytes, and one decode of the heads as a JSON array, all in C.
+        Any event that shape does not settle, or a batch it fails on, goes through
+        :meth:`check` one event at a time, so the outcome is the same either way.
         """
-        results: list[tuple[bytes, EventHead] | ActorbusError] = []
-        append = results.append
-        decode = _HEAD.decode
-        known = _KNOWN_SAFE
-        limit = self.max_raw_bytes
-        check = self.check
-        for event in events:
-            if (
-                type(event) is bytes
-                and len(event) <= limit
-                and 10 not in event
-                and 13 not in event
-                and event.isascii()
-            ):
-                try:
-                    head = decode(event)
-                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                    pass
+        heads = self.heads_at_once(events)
+        if heads is not None:
+            known = _KNOWN_SAFE
+            checked: list[tuple[bytes, EventHead] | ActorbusError] = []
+            append = checked.append
+            check = self.check
+            for event, head in zip(events, heads, strict=True):
+                if (
+                    head.record_id
+                    and head.source
+                    and head.user_id in known
+                    and head.session_id in known
+                ):
+                    append((event, head))  # type: ignore[arg-type]
                 else:
-                    if (
-                        head.record_id
-                        and head.source
-                        and head.user_id in known
-                        and head.session_id in known
-                    ):
-                        append((event, head))
-                        continue
+                    try:
+                        append(check(event))
+                    except ActorbusError as exc:
+                        append(exc)
+            return checked
+        results: list[tuple[bytes, EventHead] | ActorbusError] = []
+        for event in events:
             try:
-                append(check(event))
+                results.append(self.check(event))
             except ActorbusError as exc:
-                append(exc)
+                results.append(exc)
         return results
+
+    def one_session(self, events: Sequence[bytes | Mapping[str, Any]]) -> list[EventHead] | None:
+        """The heads of a batch that is plain and all for one known-safe session, else ``None``.
+
+        Plain: every event bytes on one line, ASCII, under the size bound, with
+        non-empty ``record_id`` and ``source``. Every step is a C-level pass over
+        the batch; the caller then skips per-event validation and grouping. A
+        batch this does not settle goes through :meth:`check_batch`.
+        """
+        heads = self.heads_at_once(events)
+        if heads is None:
+            return None
+        sessions = set(map(_SESSION_OF, heads))
+        if len(sessions) != 1:
+            return None
+        ((user_id, session_id),) = sessions
+        if user_id not in _KNOWN_SAFE or session_id not in _KNOWN_SAFE:
+            return None
+        if not all(map(_RECORD_ID_OF, heads)) or not all(map(_SOURCE_OF, heads)):
+            return None
+        return heads
+
+    def heads_at_once(self, events: Sequence[bytes | Mapping[str, Any]]) -> list[EventHead] | None:
+        """Every event's head, decoded without a Python loop, or ``None`` if not plain.
+
+        Each event is decoded on its own (a ``map`` over the C decoder), so each
+        must be exactly one JSON object; the scans for line breaks and non-ASCII
+        run once over the joined bytes, which is the same as scanning each event.
+        """
+        if not events or set(map(type, events)) != {bytes}:
+            return None
+        plain: Sequence[bytes] = events  # type: ignore[assignment]
+        if max(map(len, plain)) > self.max_raw_bytes:
+            return None
+        joined = b"".join(plain)
+        if 10 in joined or 13 in joined or not joined.isascii():
+            return None
+        try:
+            return list(map(_HEAD.decode, plain))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
 
     def _too_large(self, size: int) -> EventTooLarge:
         return EventTooLarge(

@@ -14,37 +14,39 @@ Events reach it already validated by the boundary (:class:`~actors.Recorder`).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any, ClassVar
+
+import msgspec
 
 from bus import Actor, Bus
 from contracts import ActorbusError, AppendResult, RecorderIOError
 
 from ._session_boundary import RecordedAt, session_topic
-from ._session_committer import Committer
+from ._session_committer import Committer, Outcome
 
 __all__ = ["Append", "AppendBatch", "SessionWriter", "WriterSettings"]
 
 
-class Append:
-    """Command: record one validated event; the reply is its :class:`AppendResult`."""
+class Append(msgspec.Struct):
+    """Command: record one validated event; the reply is its :class:`AppendResult`.
 
-    __slots__ = ("raw", "record_id")
+    A msgspec Struct: built in C, a third of the cost of a slotted class per event.
+    """
 
-    def __init__(self, raw: bytes, record_id: str) -> None:
-        self.raw = raw
-        self.record_id = record_id
+    raw: bytes
+    record_id: str
 
 
-class AppendBatch:
+class AppendBatch(msgspec.Struct):
     """Command: record validated events in order; the reply is one result per event."""
 
-    __slots__ = ("raws", "record_ids")
-
-    def __init__(self, raws: list[bytes], record_ids: list[str]) -> None:
-        self.raws = raws
-        self.record_ids = record_ids
+    raws: list[bytes]
+    record_ids: list[str]
 
 
 class WriterSettings:
@@ -94,12 +96,15 @@ class SessionWriter(Actor):
         self._topic = session_topic(*key)
         self._settings = settings
 
-    async def receive_batch(self, messages: Sequence[Any]) -> Sequence[Any]:
-        """Write every queued append in one job; answer each once it was written."""
+    def receive_batch(self, messages: Sequence[Any]) -> asyncio.Future[list[Any]]:  # type: ignore[override]
+        """Submit every queued append as one job; the future answers once it was written.
+
+        A plain method, so the runtime drains this actor without a task and the
+        next batch can be formed while this one is being written (the committer
+        keeps the session's jobs in order).
+        """
         settings = self._settings
         recorded_at, prefix, between = settings.recorded_at()
-        if len(messages) == 1 and type(messages[0]) is Append:
-            return [await self._append_one(messages[0], recorded_at, prefix)]
         singles = all(type(message) is Append for message in messages)
         if singles:
             raws = [message.raw for message in messages]
@@ -113,21 +118,60 @@ class SessionWriter(Actor):
                 else:
                     raws.extend(message.raws)
                     ids.extend(message.record_ids)
+        answer: asyncio.Future[list[Any]] = settings.bus.loop.create_future()
         if not raws:
-            return [[] for _ in messages]
-        total = sum(map(len, raws)) + len(raws) * len(between)
-        if len(raws) <= settings.batch_max_events and total <= settings.batch_max_bytes:
-            chunks = [b"".join((prefix, between.join(raws), b"}\n"))]
-            ends = [len(raws)]
+            answer.set_result([[] for _ in messages])
+            return answer
+        if len(raws) == 1:
+            chunks = [b"".join((prefix, raws[0], b"}\n"))]
+            ends = [1]
         else:
-            chunks, ends = _cut(raws, prefix, between, settings)
-        written, error = await settings.committer.submit(
+            total = sum(map(len, raws)) + len(raws) * len(between)
+            if len(raws) <= settings.batch_max_events and total <= settings.batch_max_bytes:
+                chunks = [b"".join((prefix, between.join(raws), b"}\n"))]
+                ends = [len(raws)]
+            else:
+                chunks, ends = _cut(raws, prefix, between, settings)
+        job = settings.committer.submit(
             self._user_id, self._session_id, chunks, durable=settings.durable
         )
+        job.add_done_callback(
+            functools.partial(
+                self._written,
+                answer,
+                messages if not singles else None,
+                ids,
+                chunks,
+                ends,
+                recorded_at,
+            )
+        )
+        return answer
+
+    def _written(
+        self,
+        answer: asyncio.Future[list[Any]],
+        messages: Sequence[Any] | None,
+        ids: list[str],
+        chunks: list[bytes],
+        ends: list[int],
+        recorded_at: str,
+        job: asyncio.Future[Outcome],
+    ) -> None:
+        """The job finished: publish what was written, answer every append of the batch."""
+        if answer.done():  # cancelled: the bus closed before the write returned
+            return
+        settings = self._settings
+        error: ActorbusError | None
+        if job.cancelled():
+            written, error = 0, RecorderIOError("session log write was abandoned")
+        else:
+            written, error = job.result()
         recorded = ends[written - 1] if written else 0
-        results: list[AppendResult | ActorbusError] = [
-            AppendResult(record_id, recorded_at) for record_id in ids[:recorded]
-        ]
+        # map over the C-built Struct: no Python frame per event.
+        results: list[AppendResult | ActorbusError] = list(
+            map(AppendResult, ids[:recorded] if recorded < len(ids) else ids, repeat(recorded_at))
+        )
         if recorded < len(ids):
             if error is None:  # a store short of its chunks must say why; never drop one
                 error = RecorderIOError("session log write failed")
@@ -135,25 +179,7 @@ class SessionWriter(Actor):
             results.extend(type(error)(error.message) for _ in range(len(ids) - recorded))
         if recorded:
             _publish(settings.bus, self._topic, chunks[:written])
-        if singles:
-            return results
-        return _replies(messages, results)
-
-    async def _append_one(
-        self, message: Append, recorded_at: str, prefix: bytes
-    ) -> AppendResult | ActorbusError:
-        """The batch of one, on its own path: with many sessions it is the usual case."""
-        settings = self._settings
-        line = b"".join((prefix, message.raw, b"}\n"))
-        written, error = await settings.committer.submit(
-            self._user_id, self._session_id, (line,), durable=settings.durable
-        )
-        if not written:
-            if error is None:  # an outcome short of its chunks always carries its error
-                return RecorderIOError("session log write failed")
-            return type(error)(error.message)  # each asker raises its own instance
-        settings.bus.publish(self._topic, line[:-1])
-        return AppendResult(message.record_id, recorded_at)
+        answer.set_result(results if messages is None else _replies(messages, results))
 
 
 def _cut(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from contracts import Overloaded
@@ -29,18 +29,30 @@ class Actor:
     creating and running a coroutine per message (about a third of the cost of a
     tell to a trivial actor).
 
+    A batch actor whose ``receive_batch`` is a plain method is drained from a loop
+    callback, without a task at all, and may answer a batch later: it returns an
+    :class:`asyncio.Future` that completes with the list of replies (or fails, which
+    fails every ask of the batch). Until it completes the batch is in flight: the
+    actor is not passivated, the bus's drain waits for it, and the next batch may
+    already be handled (replies still go to each asker, in order per batch). A tell
+    in a batch that raises counts as a crash, as for any actor.
+
     Attributes:
         batch_size: When above zero, :meth:`receive_batch` is called with up to this
             many queued messages at once (group commit) instead of :meth:`receive`.
         direct: Set by the runtime: whether ``receive`` is a plain method.
+        direct_batch: Set by the runtime: whether ``receive_batch`` is a plain method
+            of a batch actor (dispatched without a task).
     """
 
     batch_size: ClassVar[int] = 0
     direct: ClassVar[bool] = False
+    direct_batch: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.direct = not inspect.iscoroutinefunction(cls.receive)
+        cls.direct_batch = cls.batch_size > 0 and not inspect.iscoroutinefunction(cls.receive_batch)
 
     async def on_start(self) -> None:
         """Run once when the actor is created or restarted, before its first message."""
@@ -132,15 +144,19 @@ class ActorRef:
             raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
         cell.put(message, None)
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Send and wait for the reply; waits while the mailbox is full.
+    def ask(self, message: Any, *, timeout: float | None = None) -> Awaitable[Any]:
+        """Send and wait for the reply; awaiting the result waits while the mailbox is full.
+
+        With room in the mailbox the request is queued by the call itself and the
+        returned awaitable is the reply's future: no coroutine is made on the fast
+        path. Await it to get the reply.
 
         Args:
             message: The request.
-            timeout: Seconds to wait for the reply (``None``: no limit).
+            timeout: Seconds to wait for the reply, room included (``None``: no limit).
 
         Returns:
-            What the handler returned.
+            An awaitable of what the handler returned.
 
         Raises:
             AskTimeout: No reply within ``timeout``.
@@ -152,15 +168,18 @@ class ActorRef:
         if cell.state or len(cell.mailbox) >= cell.capacity:
             if cell.state:
                 cell = self._cell = cell.resolve()
-            return await self._ask_when_room(cell, message, timeout)
-        # Fast path, inlined as in tell: queue the request, wake the actor, wait.
+            # Still not open (stopped): the slow path dead-letters it and answers
+            # ActorStopped; queued here it would wait for a handler that never runs.
+            if cell.state or len(cell.mailbox) >= cell.capacity:
+                return self._ask_when_room(cell, message, timeout)
+        # Fast path, inlined as in tell: queue the request, wake the actor.
         fut = cell.bus.loop.create_future()
         cell.mailbox.append(Request(message, fut))
         if cell.activation is None:
             cell.activation = cell.bus.activate(cell)
-        if timeout is None:
-            return await fut
-        return await cell.await_reply(fut, timeout)
+        if timeout is not None:
+            cell.expire_after(fut, timeout)
+        return fut
 
     @staticmethod
     async def _ask_when_room(cell: Cell, message: Any, timeout: float | None) -> Any:
@@ -172,14 +191,18 @@ class ActorRef:
         while len(cell.mailbox) >= cell.capacity:
             await cell.wait_for_space(deadline, timeout)
             cell = cell.resolve()
-        remaining = None if deadline is None else max(0.0, deadline - loop.time())
-        return await cell.await_reply(cell.put_request(message), remaining, timeout)
+        fut = cell.put_request(message)
+        if timeout is not None:
+            assert deadline is not None
+            cell.expire_after(fut, max(0.0, deadline - loop.time()), timeout)
+        return await fut
 
-    def try_ask(self, message: Any, *, timeout: float | None = None) -> Coroutine[Any, Any, Any]:
+    def try_ask(self, message: Any, *, timeout: float | None = None) -> Awaitable[Any]:
         """Queue a request now, without waiting for room; await the result for the reply.
 
         The message is in the mailbox when this returns, so the order of several
         ``try_ask`` calls is the order of handling even if they are awaited later.
+        The result is the reply's future itself.
 
         Raises:
             Overloaded: The mailbox is full (raised at once, nothing queued).
@@ -188,7 +211,10 @@ class ActorRef:
         cell = self._cell.resolve()
         if len(cell.mailbox) >= cell.capacity:
             raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
-        return cell.await_reply(cell.put_request(message), timeout)
+        fut = cell.put_request(message)
+        if timeout is not None:
+            cell.expire_after(fut, timeout)
+        return fut
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.name}>"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from contracts import ShuttingDown
 
 from ._actor import Actor
 from ._errors import ActorStopped, AskTimeout
-from ._mail import Request, unpack
+from ._mail import Request
 from ._stats import LATENCY_SAMPLE_EVERY, Counters
 
 if TYPE_CHECKING:
@@ -133,7 +134,10 @@ class Cell:
         self.mailbox: deque[Any] = deque()
         self.done = bus.done
         self.space_waiters: deque[asyncio.Future[None]] = deque()
-        self.activation: asyncio.Task[None] | None = None
+        # The running activation, None when idle: a task; or, for a started direct
+        # batch actor, a scheduled callback or the future of a batch being answered.
+        # At most one, which makes handling one-at-a-time (batch by batch).
+        self.activation: asyncio.Future[Any] | asyncio.Handle | None = None
         self.state = OPEN
         self.started = False
         self.last_active = 0.0
@@ -176,21 +180,17 @@ class Cell:
         self.put(message, fut)
         return fut
 
-    async def await_reply(
-        self, fut: asyncio.Future[Any], timeout: float | None, shown: float | None = None
-    ) -> Any:
-        """Wait for a reply future, failing with :class:`AskTimeout` after ``timeout``.
+    def expire_after(
+        self, fut: asyncio.Future[Any], timeout: float, shown: float | None = None
+    ) -> None:
+        """Fail ``fut`` with :class:`AskTimeout` unless answered within ``timeout``.
 
         ``shown`` is the timeout the asker gave, when ``timeout`` is what is left of it.
         """
-        if timeout is None:
-            return await fut
-        limit = timeout if shown is None else shown
-        handle = self.bus.loop.call_later(timeout, _expire, fut, self.label(), limit)
-        try:
-            return await fut
-        finally:
-            handle.cancel()
+        handle = self.bus.loop.call_later(
+            timeout, _expire, fut, self.label(), timeout if shown is None else shown
+        )
+        fut.add_done_callback(lambda _: handle.cancel())
 
     async def wait_for_space(
         self, deadline: float | None = None, timeout: float | None = None
@@ -246,9 +246,17 @@ class Cell:
 
     async def run(self) -> None:
         """The body of one activation: start if needed, drain, linger, end."""
+        handed_over = False
         try:
             if not self.started:
                 await self._start()
+            actor = self.actor
+            if self.started and actor is not None and actor.direct_batch:
+                # Started: a direct batch actor is drained by loop callbacks from now on;
+                # the callback takes over this activation (and its count).
+                self.activation = self.bus.loop.call_soon(self.run_now)
+                handed_over = True
+                return
             while self.state == OPEN:
                 if self.mailbox:
                     assert self.actor is not None
@@ -271,9 +279,10 @@ class Cell:
                 if not self.mailbox:
                     break
         finally:
-            self.activation = None
-            self.last_active = self.bus.loop.time()
-            self.bus.deactivated(self)
+            if not handed_over:
+                self.activation = None
+                self.last_active = self.bus.loop.time()
+                self.bus.deactivated(self)
 
     async def _start(self) -> None:
         group = self.group
@@ -411,46 +420,168 @@ class Cell:
         mailbox = self.mailbox
         counters = self.counters
         while mailbox:
-            batch = [unpack(mailbox.popleft()) for _ in range(min(size, len(mailbox)))]
-            if self.space_waiters:
-                for _ in range(len(batch)):
-                    self._wake_one()
+            items = self._take(size)
             actor = self.actor
             assert actor is not None
             t0 = perf_counter()
             try:
-                results = await actor.receive_batch([message for message, _ in batch])
-                if len(results) != len(batch):
+                results = await actor.receive_batch(
+                    [i.message if type(i) is Request else i for i in items]
+                )
+                if len(results) != len(items):
                     raise RuntimeError(
-                        f"{self.label()} answered {len(results)} of {len(batch)} messages"
+                        f"{self.label()} answered {len(results)} of {len(items)} messages"
                     )
             except Exception as exc:
                 counters.failures += 1
-                counters.messages_out += len(batch)
+                counters.messages_out += len(items)
                 crashed = False
-                for _, fut in batch:
-                    if fut is not None:
-                        _fail(fut, exc)
+                for item in items:
+                    if type(item) is Request:
+                        _fail(item.fut, exc)
                     else:
                         crashed = True
                 if crashed and not await self._crashed(exc):
                     return
                 continue
             except BaseException as exc:
-                for _, fut in batch:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label(), exc))
+                for item in items:
+                    if type(item) is Request and not item.fut.done():
+                        item.fut.set_exception(_interruption(self.label(), exc))
                 raise
             counters.sample(perf_counter() - t0)
-            counters.messages_out += len(batch)
-            for (_, fut), result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    counters.failures += 1
-                    if fut is not None:
-                        _fail(fut, result)
-                elif fut is not None and not fut.done():
+            self._reply(items, results)
+            if mailbox:
+                # More mail: let the askers just answered run before the next batch.
+                # An empty mailbox needs no yield here: the activation lingers a cycle.
+                await _yield()
+
+    def _take(self, size: int) -> list[Any]:
+        mailbox = self.mailbox
+        if len(mailbox) <= size:
+            items = list(mailbox)  # the whole mailbox in one C call
+            mailbox.clear()
+        else:
+            popleft = mailbox.popleft
+            items = [popleft() for _ in range(size)]
+        if self.space_waiters:
+            for _ in range(len(items)):
+                self._wake_one()
+        return items
+
+    def _reply(self, items: list[Any], results: Sequence[Any]) -> None:
+        """Answer each ask of a handled batch with its entry of ``results``."""
+        counters = self.counters
+        counters.messages_out += len(items)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                counters.failures += 1
+                if type(item) is Request:
+                    _fail(item.fut, result)
+            elif type(item) is Request:
+                fut = item.fut
+                if not fut.done():
                     fut.set_result(result)
-            await _yield()
+
+    def run_now(self) -> None:
+        """One activation of a started direct batch actor, run as a loop callback.
+
+        A batch answered with a future holds the actor until the future completes
+        (the future is the activation meanwhile): mail queues up and becomes the
+        next batch, as an awaited batch would.
+        """
+        actor = self.actor
+        assert actor is not None
+        mailbox = self.mailbox
+        counters = self.counters
+        size = actor.batch_size
+        handled = 0
+        while mailbox and self.state == OPEN:
+            items = self._take(size)
+            t0 = perf_counter()
+            try:
+                # A plain method (direct_batch): the replies, or a future of them.
+                results: Any = actor.receive_batch(
+                    [i.message if type(i) is Request else i for i in items]
+                )
+                if not isinstance(results, asyncio.Future) and len(results) != len(items):
+                    raise RuntimeError(
+                        f"{self.label()} answered {len(results)} of {len(items)} messages"
+                    )
+            except Exception as exc:
+                counters.failures += 1
+                counters.messages_out += len(items)
+                crashed = False
+                for item in items:
+                    if type(item) is Request:
+                        _fail(item.fut, exc)
+                    else:
+                        crashed = True
+                if crashed:
+                    # Restarting waits out a backoff: that takes a task.
+                    self.activation = self.bus.loop.create_task(self._recover(exc))
+                    return
+                continue
+            counters.sample(perf_counter() - t0)
+            if isinstance(results, asyncio.Future):
+                self.activation = results
+                results.add_done_callback(functools.partial(self._answer_later, items))
+                return
+            self._reply(items, results)
+            handled += len(items)
+            if handled >= THROUGHPUT and mailbox:
+                # Fairness: let other callbacks and tasks run before the rest.
+                self.activation = self.bus.loop.call_soon(self.run_now)
+                return
+        self.activation = None
+        self.last_active = self.bus.loop.time()
+        self.bus.deactivated(self)
+
+    def _answer_later(self, items: list[Any], fut: asyncio.Future[Any]) -> None:
+        """A batch answered with a future completed: answer its askers, go on."""
+        if fut.cancelled():
+            error: BaseException | None = ShuttingDown(
+                f"{self.label()}: stopped before it answered"
+            )
+        else:
+            error = fut.exception()
+            if error is None:
+                results = fut.result()
+                # Raising here, in a loop callback, would strand the actor with its
+                # activation set: an unusable answer fails the batch instead.
+                if not isinstance(results, Sequence):
+                    error = TypeError(
+                        f"{self.label()} answered a batch with {type(results).__name__}"
+                    )
+                elif len(results) == len(items):
+                    self._reply(items, results)
+                else:
+                    error = RuntimeError(
+                        f"{self.label()} answered {len(results)} of {len(items)} messages"
+                    )
+        if error is not None:
+            self.counters.failures += 1
+            self.counters.messages_out += len(items)
+            for item in items:
+                if type(item) is Request:
+                    _fail(item.fut, error)
+        if self.mailbox and self.state == OPEN:
+            self.run_now()  # the next batch, in the same activation
+            return
+        self.activation = None
+        self.last_active = self.bus.loop.time()
+        self.bus.deactivated(self)
+
+    async def _recover(self, exc: Exception) -> None:
+        try:
+            if not await self._crashed(exc):
+                return
+        finally:
+            self.activation = None
+            self.last_active = self.bus.loop.time()
+            self.bus.deactivated(self)
+        if self.mailbox and self.state == OPEN:
+            self.activation = self.bus.activate(self)
 
     async def _crashed(self, exc: Exception, *, restart: bool = True) -> bool:
         """Handle a crash during a tell; return whether the actor goes on."""

@@ -236,14 +236,21 @@ class Bus:
 
     # ---- runtime hooks used by cells ---------------------------------------
 
-    def activate(self, cell: Cell) -> asyncio.Task[None]:
-        """Start an activation task for a cell that just received mail."""
+    def activate(self, cell: Cell) -> asyncio.Task[None] | asyncio.Handle:
+        """Start an activation for a cell that just received mail.
+
+        A started direct batch actor is drained by a loop callback; any other
+        actor (or one not started yet: ``on_start`` may wait) by a task.
+        """
         self._active += 1
         group = cell.group
         if group is not None:
             # Refresh the least-recently-activated order.
             del group.cells[cell.key]
             group.cells[cell.key] = cell
+        actor = cell.actor
+        if cell.started and actor is not None and actor.direct_batch:
+            return self.loop.call_soon(cell.run_now)
         return self.loop.create_task(cell.run())
 
     def deactivated(self, cell: Cell) -> None:
@@ -377,14 +384,19 @@ class Bus:
                 await self._quiet
         self.closed = True
         cells = self._cells()
-        running = []
+        running: list[asyncio.Future[Any]] = []
         for cell in cells:
             cell.state = CLOSED
-            if cell.activation is not None:
-                cell.activation.cancel()
-                running.append(cell.activation)
+            activation = cell.activation
+            if activation is not None:
+                # A task, a batch's future (its askers are answered ShuttingDown) or
+                # a scheduled callback.
+                activation.cancel()
+                if isinstance(activation, asyncio.Future):
+                    running.append(activation)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.sleep(0)  # let the done callbacks of cancelled batches run
         for cell in cells:
             self._flush(cell, "bus closed before it was handled")
             cell.wake_all()

@@ -426,3 +426,119 @@ async def test_a_plain_method_receive_raising_cancelled_error_fails_only_that_me
             await cancelled
         assert await queued == 7
         assert bus.statistics().actors[0].failures == 1
+
+
+class Committer(Actor):
+    """A direct batch actor: a plain ``receive_batch``, drained without a task.
+
+    ``"later"`` in a batch answers the whole batch with a future the test completes.
+    """
+
+    batch_size: ClassVar[int] = 4
+
+    def __init__(self, batches: list[list[Any]], pending: list[asyncio.Future[Any]]) -> None:
+        self.batches = batches
+        self.pending = pending
+
+    def receive_batch(self, messages: Sequence[Any]) -> Any:  # type: ignore[override]
+        self.batches.append(list(messages))
+        if "explode" in messages:
+            raise RuntimeError("the whole batch failed")
+        if "later" in messages:
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self.pending.append(answer)
+            return answer
+        return [ValueError(f"bad {m}") if m == "bad" else m for m in messages]
+
+
+async def test_a_direct_batch_actor_answers_batches_without_a_task() -> None:
+    batches: list[list[Any]] = []
+    assert Committer.direct_batch and not Batcher.direct_batch
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Committer(batches, []), name="committer")
+        first = [ref.try_ask(n, timeout=5) for n in (1, "bad", 3)]
+        assert await first[0] == 1
+        with pytest.raises(ValueError, match="bad bad"):
+            await first[1]
+        assert await first[2] == 3
+        replies = [ref.try_ask(n, timeout=5) for n in range(10)]
+        assert [await r for r in replies] == list(range(10))
+        stats = bus.statistics().actors[0]
+    assert batches == [[1, "bad", 3], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert (stats.messages_out, stats.failures) == (13, 1)
+
+
+async def test_a_batch_answered_later_holds_the_actor_until_its_future_completes() -> None:
+    batches: list[list[Any]] = []
+    pending: list[asyncio.Future[Any]] = []
+    async with open_bus(QUICK) as bus:
+        bus.register(Committer, lambda key: Committer(batches, pending), idle_s=0.005)
+        ref = bus.ref(Committer, "k")
+        await ref.ask("warm up", timeout=5)  # started: direct from now on
+        in_flight = [ref.try_ask(m, timeout=5) for m in ("later", "x")]
+        await anyio.sleep(0.01)  # the actor took that batch
+        queued = [ref.try_ask(m, timeout=5) for m in ("y", "z")]
+        await anyio.sleep(0.05)  # far past the idle timeout
+        stats = next(a for a in bus.statistics().actors if a.keyed)
+        assert stats.passivations == 0, "passivated with a batch in flight"
+        assert batches[-1] == ["later", "x"]
+        assert stats.mailbox_depth == 2
+        pending[0].set_result(["L", "X"])
+        assert [await a for a in in_flight] == ["L", "X"]
+        assert [await a for a in queued] == ["y", "z"]
+    assert batches == [["warm up"], ["later", "x"], ["y", "z"]]
+
+
+async def test_a_batch_future_that_fails_or_answers_badly_fails_only_its_asks() -> None:
+    batches: list[list[Any]] = []
+    pending: list[asyncio.Future[Any]] = []
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Committer(batches, pending), name="committer")
+        await ref.ask("warm up", timeout=5)
+        failing = ref.try_ask("later", timeout=5)
+        await anyio.sleep(0.01)
+        pending[0].set_exception(OSError("disk gone"))
+        with pytest.raises(OSError, match="disk gone"):
+            await failing
+        short = ref.try_ask("later", timeout=5)
+        await anyio.sleep(0.01)
+        pending[1].set_result([])
+        with pytest.raises(RuntimeError, match="answered 0 of 1"):
+            await short
+        not_a_list = ref.try_ask("later", timeout=5)
+        await anyio.sleep(0.01)
+        pending[2].set_result(None)
+        with pytest.raises(TypeError):
+            await not_a_list
+        assert await ref.ask("after", timeout=5) == "after"
+        assert bus.statistics().actors[0].failures == 3
+
+
+async def test_a_direct_batch_that_raises_with_a_tell_in_it_restarts_the_actor() -> None:
+    batches: list[list[Any]] = []
+    policy = RestartPolicy(max_restarts=3, window_s=60, backoff_s=0.001)
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Committer(batches, []), name="committer", restart=policy)
+        await ref.ask("warm up", timeout=5)
+        asked = ref.try_ask("explode", timeout=5)
+        ref.try_tell("told")
+        with pytest.raises(RuntimeError, match="the whole batch failed"):
+            await asked
+        assert await ref.ask("after", timeout=5) == "after"
+        stats = bus.statistics().actors[0]
+    assert (stats.restarts, stats.failures) == (1, 1)
+    assert batches[-1] == ["after"]
+
+
+async def test_a_batch_still_in_flight_at_the_deadline_is_answered_shutting_down() -> None:
+    pending: list[asyncio.Future[Any]] = []
+    async with open_bus(BusConfig(shutdown_deadline_s=0.05)) as bus:
+        ref = bus.spawn(lambda: Committer([], pending), name="committer")
+        await ref.ask("warm up", timeout=5)
+        in_flight = ref.try_ask("later", timeout=5)
+        queued = ref.try_ask("never handled", timeout=5)
+    with pytest.raises(ShuttingDown):
+        await in_flight
+    with pytest.raises(ShuttingDown):
+        await queued
+    assert pending[0].cancelled()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from actors import CacheEntry, FileCacheStore
 from actors._enrich_keys import slot_of
+from actors._enrich_store import SHARD_DIGITS
 
 STAMP = "2026-01-01T00:00:00.000Z"
 
@@ -43,7 +44,7 @@ def test_files_are_named_by_hashes_and_written_atomically(tmp_path: Path) -> Non
     for path in files:
         rel = path.relative_to(tmp_path / "cache" / "enrichment")
         assert len(rel.parts) == 2 and len(rel.parts[0]) == 32
-        assert rel.parts[1] == ".lock" or len(rel.parts[1]) == len("abc.json")
+        assert rel.parts[1] == ".lock" or len(rel.parts[1]) == SHARD_DIGITS + len(".json")
         assert not path.name.endswith(".tmp")
     assert all(oct(p.stat().st_mode)[-3:] == "600" for p in files)
 
@@ -104,6 +105,7 @@ import sys
 from pathlib import Path
 from actors import CacheEntry, FileCacheStore
 from actors._enrich_keys import slot_of
+from actors._enrich_store import SHARD_DIGITS
 root, name = Path(sys.argv[1]), sys.argv[2]
 store = FileCacheStore(root, shard_digits=1)
 for batch in range(20):
