@@ -168,7 +168,9 @@ class ActorRef:
         if cell.state or len(cell.mailbox) >= cell.capacity:
             if cell.state:
                 cell = self._cell = cell.resolve()
-            if len(cell.mailbox) >= cell.capacity:
+            # Still not open (stopped): the slow path dead-letters it and answers
+            # ActorStopped; queued here it would wait for a handler that never runs.
+            if cell.state or len(cell.mailbox) >= cell.capacity:
                 return self._ask_when_room(cell, message, timeout)
         # Fast path, inlined as in tell: queue the request, wake the actor.
         fut = cell.bus.loop.create_future()
@@ -182,7 +184,8 @@ class ActorRef:
     @staticmethod
     async def _ask_when_room(cell: Cell, message: Any, timeout: float | None) -> Any:
         # The timeout covers the wait for room as well: an actor stuck with a full
-        # mailbox must not hang its askers.
+        # mailbox must not hang its askers. A woken asker re-checks, because a
+        # producer that did not wait may have taken the room first.
         loop = cell.bus.loop
         deadline = None if timeout is None else loop.time() + timeout
         while len(cell.mailbox) >= cell.capacity:

@@ -161,6 +161,11 @@ class Cell:
     def put(self, message: Any, fut: asyncio.Future[Any] | None) -> None:
         """Queue one message (room was checked by the caller) and wake the actor."""
         if self.state != OPEN:
+            if self.state == PASSIVATED:
+                # Resolved before a passivation and sent after it (a tell awaited
+                # late): the key's current instance takes it.
+                self.resolve().put(message, fut)
+                return
             self.bus.dead_letter(self, message, "actor stopped")
             if fut is not None and not fut.done():
                 fut.set_exception(ActorStopped(f"{self.label()} has stopped"))
@@ -255,12 +260,20 @@ class Cell:
             while self.state == OPEN:
                 if self.mailbox:
                     assert self.actor is not None
-                    if self.actor.batch_size > 0:
-                        await self._drain_batches(self.actor.batch_size)
-                    elif self.actor.direct:
-                        await self._drain_direct()
-                    else:
-                        await self._drain()
+                    try:
+                        if self.actor.batch_size > 0:
+                            await self._drain_batches(self.actor.batch_size)
+                        elif self.actor.direct:
+                            await self._drain_direct()
+                        else:
+                            await self._drain()
+                    except asyncio.CancelledError:
+                        if _being_cancelled():
+                            raise
+                        # A handler let out a CancelledError of its own (it awaited
+                        # something that was cancelled): a failed message, already
+                        # answered; ending here would strand the rest of the mailbox.
+                        self.counters.failures += 1
                     continue
                 await _yield()  # linger one loop cycle: follow-up mail reuses this task
                 if not self.mailbox:
@@ -272,9 +285,16 @@ class Cell:
                 self.bus.deactivated(self)
 
     async def _start(self) -> None:
+        group = self.group
+        if group is not None:
+            predecessor = group.stopping.get(self.key)
+            if predecessor is not None:
+                await asyncio.wait((predecessor,))
         while True:
-            self.actor = self.factory()
             try:
+                # A factory that raises is a crash at start like a failing on_start:
+                # left uncaught it would end the activation with the mail still queued.
+                self.actor = self.factory()
                 await self.actor.on_start()
             except Exception as exc:
                 self.counters.failures += 1
@@ -318,9 +338,9 @@ class Cell:
                         return
                     receive = self._receive()
                     continue
-                except BaseException:
+                except BaseException as exc:
                     if fut is not None and not fut.done():
-                        fut.set_exception(ShuttingDown(f"{self.label()} stopped mid-message"))
+                        fut.set_exception(_interruption(self.label(), exc))
                     raise
                 if fut is not None and not fut.done():
                     fut.set_result(result)
@@ -361,6 +381,13 @@ class Cell:
                         return
                     receive = self._receive()
                     continue
+                except BaseException as exc:
+                    # Nothing here awaits, so this is no cancellation of the actor
+                    # (a CancelledError the handler passed on, an interrupt), but it
+                    # leaves this loop all the same: the asker must get an answer.
+                    if fut is not None and not fut.done():
+                        fut.set_exception(_interruption(self.label(), exc))
+                    raise
                 if fut is not None and not fut.done():
                     fut.set_result(result)
                 if sampled:
@@ -417,12 +444,10 @@ class Cell:
                 if crashed and not await self._crashed(exc):
                     return
                 continue
-            except BaseException:
+            except BaseException as exc:
                 for item in items:
                     if type(item) is Request and not item.fut.done():
-                        item.fut.set_exception(
-                            ShuttingDown(f"{self.label()} was stopped mid-batch")
-                        )
+                        item.fut.set_exception(_interruption(self.label(), exc))
                 raise
             counters.sample(perf_counter() - t0)
             self._reply(items, results)
@@ -522,7 +547,13 @@ class Cell:
             error = fut.exception()
             if error is None:
                 results = fut.result()
-                if len(results) == len(items):
+                # Raising here, in a loop callback, would strand the actor with its
+                # activation set: an unusable answer fails the batch instead.
+                if not isinstance(results, Sequence):
+                    error = TypeError(
+                        f"{self.label()} answered a batch with {type(results).__name__}"
+                    )
+                elif len(results) == len(items):
                     self._reply(items, results)
                 else:
                     error = RuntimeError(
@@ -590,6 +621,19 @@ class Cell:
             return self.state == OPEN
         self.counters.restarts += 1
         return True
+
+
+def _being_cancelled() -> bool:
+    """Whether this task was asked to stop (not merely handed a CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _interruption(label: str, exc: BaseException) -> Exception:
+    """What the asker of a message whose handling was cut short gets."""
+    if _being_cancelled():
+        return ShuttingDown(f"{label} stopped mid-message")
+    return RuntimeError(f"{label}: the handler raised {type(exc).__name__}")
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -15,7 +15,7 @@ import msgspec
 from contracts import BusConfig, ShuttingDown
 
 from ._actor import Actor, ActorRef
-from ._cell import CLOSED, OPEN, PASSIVATED, STOPPED, Cell, RestartPolicy
+from ._cell import CLOSED, PASSIVATED, STOPPED, Cell, RestartPolicy
 from ._errors import ActorStopped
 from ._mail import unpack
 from ._stats import ActorStatistics, Counters, DeadLetterStatistics
@@ -40,10 +40,22 @@ class KeyedGroup:
 
     ``cells`` maps key to cell; its insertion order is the least-recently-activated
     order, refreshed on every activation, so passivation under the live bound takes
-    from the front. Only the event loop thread touches it.
+    from the front. ``stopping`` maps a key to its retired instance's ``on_stop``
+    task while that runs; the key's next instance starts after it. Only the event
+    loop thread touches either.
     """
 
-    __slots__ = ("capacity", "cells", "counters", "factory", "idle_s", "kind", "max_live", "policy")
+    __slots__ = (
+        "capacity",
+        "cells",
+        "counters",
+        "factory",
+        "idle_s",
+        "kind",
+        "max_live",
+        "policy",
+        "stopping",
+    )
 
     def __init__(
         self,
@@ -63,6 +75,7 @@ class KeyedGroup:
         self.capacity = capacity
         self.policy = policy
         self.cells: dict[Any, Cell] = {}
+        self.stopping: dict[Any, asyncio.Task[None]] = {}
 
 
 class Bus:
@@ -112,13 +125,14 @@ class Bus:
             restart: The crash policy (default: 3 restarts in 10 s).
 
         Raises:
-            ValueError: The name is taken.
+            ValueError: The name is taken, or ``mailbox_size`` is below 1.
             ShuttingDown: The bus is closed.
         """
         if self.closed:
             raise ShuttingDown("the bus is closed")
         if name in self._actors:
             raise ValueError(f"an actor named {name!r} exists")
+        _check_mailbox_size(mailbox_size)
         cell = Cell(
             self,
             factory,
@@ -151,9 +165,13 @@ class Bus:
                 so while every live instance is busy the bound may be exceeded.
             mailbox_size: Each instance's mailbox bound.
             restart: The crash policy of each instance.
+
+        Raises:
+            ValueError: The kind is registered, or ``mailbox_size`` is below 1.
         """
         if kind in self._groups:
             raise ValueError(f"keyed actor {kind!r} is registered")
+        _check_mailbox_size(mailbox_size)
         name = kind.__name__ if isinstance(kind, type) else str(kind)
         self._groups[kind] = KeyedGroup(
             kind,
@@ -195,7 +213,7 @@ class Bus:
             )
             group.cells[key] = cell
             if len(group.cells) > group.max_live:
-                self._shrink(group)
+                self._shrink(group, keep=cell)
         return cell
 
     def named(self, name: str) -> ActorRef:
@@ -207,6 +225,8 @@ class Bus:
         topic = self._topics.get(name)
         if topic is None:
             topic = self._topics[name] = Topic(name)
+            if self.closed:
+                topic.close()
         return topic
 
     def publish(self, name: str, item: Any) -> int:
@@ -278,6 +298,12 @@ class Bus:
         task = self.loop.create_task(_stop_actor(cell.label(), actor))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        group = cell.group
+        if group is not None:
+            # The key's next instance waits for this: what on_stop flushes must not
+            # be overtaken by what its successor handles.
+            group.stopping[cell.key] = task
+            task.add_done_callback(lambda done: _forget(group, cell.key, done))
 
     def _passivate(self, group: KeyedGroup, cell: Cell) -> None:
         cell.state = PASSIVATED
@@ -285,12 +311,14 @@ class Bus:
         group.counters.passivations += 1
         self._finish(cell)
 
-    def _shrink(self, group: KeyedGroup) -> None:
+    def _shrink(self, group: KeyedGroup, keep: Cell) -> None:
+        # ``keep`` was created for mail about to be sent: it is idle and empty too,
+        # and passivating it would send that mail to dead letters.
         excess = len(group.cells) - group.max_live
         for cell in list(group.cells.values()):
             if excess <= 0:
                 return
-            if cell.activation is None and not cell.mailbox:
+            if cell is not keep and cell.activation is None and not cell.mailbox:
                 self._passivate(group, cell)
                 excess -= 1
 
@@ -312,15 +340,19 @@ class Bus:
 
     def statistics(self) -> BusStatistics:
         """A snapshot of every actor, the dead letters and the topics."""
+        # Live means an instance exists and has started: not a reference that never
+        # received mail, nor an instance that stopped, was passivated or closed.
         actors = [
-            c.counters.snapshot(keyed=False, live=int(c.state == OPEN), depth=len(c.mailbox))
+            c.counters.snapshot(keyed=False, live=int(c.started), depth=len(c.mailbox))
             for c in self._actors.values()
         ]
         for group in self._groups.values():
             cells = group.cells.values()
             actors.append(
                 group.counters.snapshot(
-                    keyed=True, live=len(cells), depth=sum(len(c.mailbox) for c in cells)
+                    keyed=True,
+                    live=sum(c.started for c in cells),
+                    depth=sum(len(c.mailbox) for c in cells),
                 )
             )
         return BusStatistics(
@@ -376,6 +408,17 @@ class Bus:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _forget(group: KeyedGroup, key: Any, task: asyncio.Task[None]) -> None:
+    if group.stopping.get(key) is task:
+        del group.stopping[key]
+
+
+def _check_mailbox_size(size: int | None) -> None:
+    # A mailbox of no room would make every tell wait forever.
+    if size is not None and size < 1:
+        raise ValueError(f"mailbox_size must be at least 1, not {size}")
+
+
 async def _stop_actor(label: str, actor: Actor) -> None:
     try:
         await actor.on_stop()
@@ -397,13 +440,27 @@ async def open_bus(config: BusConfig | None = None) -> AsyncIterator[Bus]:
 
     Yields:
         The running bus.
+
+    Raises:
+        Exception: What the body raised, as itself (not in an exception group).
     """
     bus = Bus(config or BusConfig())
+    # The task group only runs the idle sweeper, so an error raised by the body is
+    # re-raised as itself after the group exits, not wrapped in an ExceptionGroup
+    # that callers (and the command line's error mapping) would have to unpack.
+    # Cancellation still goes through the group, which owns the cancel scope.
+    error: BaseException | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(bus._sweep)
         try:
             yield bus
+        except (anyio.get_cancelled_exc_class(), GeneratorExit):
+            raise
+        except BaseException as exc:
+            error = exc
         finally:
             with anyio.CancelScope(shield=True):
                 await bus._drain(bus.config.shutdown_deadline_s)
             tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

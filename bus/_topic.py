@@ -132,11 +132,13 @@ class Subscription:
 class Topic:
     """A named stream that any number of subscribers follow."""
 
-    __slots__ = ("_subscribers", "name")
+    __slots__ = ("_closed", "_subscribers", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._subscribers: list[Subscription] = []
+        # Set once by close(); a closed topic hands out only ended subscriptions.
+        self._closed = False
 
     @property
     def subscriber_count(self) -> int:
@@ -148,7 +150,10 @@ class Topic:
         if overflow not in ("close", "drop_oldest", "drop_newest"):
             raise ValueError(f"unknown overflow policy {overflow!r}")
         sub = Subscription(self, max_buffer, overflow)
-        self._subscribers.append(sub)
+        if self._closed:
+            sub._end(None)  # nothing will ever be published: iterating ends at once
+        else:
+            self._subscribers.append(sub)
         return sub
 
     def publish(self, item: Any) -> int:
@@ -173,7 +178,8 @@ class Topic:
             self._subscribers = [s for s in self._subscribers if s is not sub]
 
     def close(self) -> None:
-        """End every subscription (the bus is closing)."""
+        """End every subscription (the bus is closing), and any opened later."""
+        self._closed = True
         for sub in self._subscribers:
             sub._end(None)
         self._subscribers = []

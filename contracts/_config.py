@@ -26,13 +26,18 @@ __all__ = [
 ]
 
 
+#: At least one: a bound of zero would make every send wait forever.
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
 class BusConfig(Base, frozen=True):
     """Runtime bounds shared by every actor."""
 
-    mailbox_size: int = 1024
-    shutdown_deadline_s: float = 10.0
-    keyed_idle_s: float = 30.0
-    max_live_keyed: int = 10_000
+    mailbox_size: _Positive = 1024
+    shutdown_deadline_s: _Seconds = 10.0
+    keyed_idle_s: _Seconds = 30.0
+    max_live_keyed: _Positive = 10_000
 
 
 class RecorderConfig(Base, frozen=True):

@@ -10,13 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import PrivacyGate
-from actors._live_data import LIVE_DATA_LOCK
-from actors._live_engine import LiveEngine
-from actors._live_scopes import build_scopes
-from actors._live_store import FileLiveStore
-from actors._live_validate import ContractValidator
-from actors._named_lock import NamedLock
+from actors import LIVE_DATA_LOCK, FileLiveStore, NamedLock, PrivacyGate
+from actors._live_engine import LiveEngine  # layering: white-box, the gate in the write path
+from actors._live_scopes import build_scopes  # layering: white-box, the engine's scopes
+from actors._live_validate import ContractValidator  # layering: white-box, its validator
 from contracts import OwnershipViolation, PrivacyViolation
 
 A36 = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"

@@ -15,7 +15,7 @@ import pytest
 from _recording_support import GatedStore, event, logged, recording, tree
 
 from actors import FileSessionStore, session_path
-from actors._session_boundary import ENVELOPE_OVERHEAD
+from actors._session_boundary import ENVELOPE_OVERHEAD  # layering: white-box, the size bound
 from contracts import (
     ActorbusError,
     AppendResult,
