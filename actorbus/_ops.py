@@ -153,13 +153,18 @@ class ServiceOps:
     def subscribe(self, request: Request) -> AsyncIterator[Any]:
         """``subscribe``: stream the session's envelopes as ``event`` messages.
 
-        ``from_start`` sends what is recorded first. The stream ends when the client
-        half-closes or leaves (``{"events": n}``) or the service stops
-        (``ShuttingDown``); a session never opened ends it at once with
+        ``from_start`` sends what is recorded first; ``follow: false`` sends what is
+        recorded now and ends with ``{"events": n}``. A followed stream ends when the
+        client half-closes or leaves (``{"events": n}``) or the service stops
+        (``ShuttingDown``). A session never opened ends it at once with
         ``MissingSessionPath``.
         """
         req = request.decode(SubscribeRequest)
-        lines = self._recorder.follow(req.user_id, req.session_id, from_start=req.from_start)
+        recorder = self._recorder
+        if req.follow:
+            lines = recorder.follow(req.user_id, req.session_id, from_start=req.from_start)
+        else:
+            lines = recorder.replay(req.user_id, req.session_id)
         return _envelopes(lines, request.framing == "jsonl")
 
     # ---- live data -------------------------------------------------------------------

@@ -99,8 +99,11 @@ class SubscribeRequest(OpRequest, frozen=True, tag=OP_SUBSCRIBE):
         user_id: The session's user.
         session_id: The session.
         from_start: Send the envelopes already recorded first, then new ones.
+        follow: Keep streaming new envelopes; ``False`` sends what is recorded now
+            (from the start) and ends the stream.
     """
 
     user_id: str
     session_id: str
     from_start: bool = False
+    follow: bool = True
