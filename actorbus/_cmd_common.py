@@ -15,7 +15,7 @@ import msgspec
 from bus import BusError, ConnectionBroken, SyncClient
 from contracts import Framing, InvalidRequest
 
-from ._service import default_socket
+from ._layout import default_socket
 from .cli import exit_code_for
 
 __all__ = [

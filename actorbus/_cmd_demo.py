@@ -7,12 +7,14 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bus import run
 
 from ._cmd_common import guarded
-from ._demo import DemoPlan, DemoReport, run_demo
+
+if TYPE_CHECKING:
+    from ._demo import DemoReport
 
 __all__ = ["register", "summary"]
 
@@ -63,6 +65,8 @@ def summary(report: DemoReport, out: TextIO) -> None:
 
 @guarded
 def _run(args: argparse.Namespace) -> int:
+    from ._demo import DemoPlan, run_demo  # the service loads only when the demo runs
+
     out = sys.stdout
     root: Path = args.root or Path(tempfile.mkdtemp(prefix="actorbus-demo-"))
     plan = (

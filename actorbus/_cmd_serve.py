@@ -13,7 +13,6 @@ from bus import run
 from contracts import Config, InvalidRequest, load_config
 
 from ._cmd_common import add_target_options, guarded, root_of, socket_of
-from ._service import open_service
 
 __all__ = ["read_config", "register"]
 
@@ -34,6 +33,8 @@ def read_config(path: Path | None) -> Config:
 
 
 async def _serve(root: Path, config: Config, path: Path) -> int:
+    from ._service import open_service  # the actors load only when a command needs them
+
     async with open_service(root, config, path) as service:
         print(
             f"actorbus: serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it",
