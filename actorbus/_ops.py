@@ -9,6 +9,7 @@ session writer's mailbox at once and are written as one batch (group commit).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,8 @@ from contracts import (
 
 if TYPE_CHECKING:
     from ._service import Service
+
+from ._open_gate import OpenGate
 
 __all__ = ["ServiceOps", "batch_item"]
 
@@ -94,6 +97,7 @@ class ServiceOps:
         self._recorder: Recorder = service.recorder
         self._live: LiveData = service.live
         self._enrichment: Enrichment = service.enrichment
+        self._gate = OpenGate(service.bus.loop, self._submit)
 
     def handlers(self) -> dict[str, Handler]:
         """The ops by name (``ping`` is the server's own)."""
@@ -112,9 +116,14 @@ class ServiceOps:
     # ---- session recording -----------------------------------------------------------
 
     def session_open(self, request: Request) -> Awaitable[Any]:
-        """``session.open``: 201 ``{"created": true}``, or 200 ``{"created": false}``."""
+        """``session.open``: 201 ``{"created": true}``, or 200 ``{"created": false}``.
+
+        Appends to the session that arrive while it opens wait for it (``OpenGate``).
+        """
         req = request.decode(SessionOpenRequest)
-        return self._open(req.user_id, req.session_id)
+        task = asyncio.ensure_future(self._open(req.user_id, req.session_id))
+        self._gate.opening((req.user_id, req.session_id), task)
+        return task
 
     async def _open(self, user_id: str, session_id: str) -> Any:
         if await self._recorder.open_session(user_id, session_id):
@@ -135,6 +144,13 @@ class ServiceOps:
             event = bytes(request.decode(RawAppendRequest).event)
         else:
             event = request.decode(AppendRequest).event
+        if self._gate:
+            held = self._gate.hold(event)
+            if held is not None:
+                return held
+        return _created(self._recorder.try_append(event))
+
+    def _submit(self, event: Any) -> Awaitable[Result]:
         return _created(self._recorder.try_append(event))
 
     def append_batch(self, request: Request) -> Awaitable[dict[str, Any]]:
@@ -147,6 +163,9 @@ class ServiceOps:
         return self._batch(events)
 
     async def _batch(self, events: list[Any]) -> dict[str, Any]:
+        if self._gate:
+            for opened in self._gate.waits(events):
+                await opened
         outcomes = await self._recorder.append_batch(events) if events else []
         return {"results": [batch_item(outcome) for outcome in outcomes]}
 
