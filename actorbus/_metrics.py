@@ -58,11 +58,10 @@ def _number(value: Any) -> str:
 
 
 class _Exposition:
-    """Metric families in order; each family's HELP and TYPE come once, before its samples."""
+    """Metric families in first-seen order, each one group: HELP, TYPE, then its samples."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._seen: set[str] = set()
+        self._families: dict[str, list[str]] = {}
 
     def add(
         self,
@@ -72,15 +71,18 @@ class _Exposition:
         value: Any,
         labels: Mapping[str, object] | None = None,
     ) -> None:
-        if name not in self._seen:
-            self._seen.add(name)
-            self.lines.append(f"# HELP {name} {help_text}")
-            self.lines.append(f"# TYPE {name} {kind}")
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         if labels:
             inner = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
-            self.lines.append(f"{name}{{{inner}}} {_number(value)}")
+            family.append(f"{name}{{{inner}}} {_number(value)}")
         else:
-            self.lines.append(f"{name} {_number(value)}")
+            family.append(f"{name} {_number(value)}")
+
+    def text(self) -> str:
+        """The exposition, one line per entry, ending in a newline."""
+        return "".join(line + "\n" for family in self._families.values() for line in family)
 
 
 def prometheus_text(stats: Mapping[str, Any]) -> str:
@@ -140,7 +142,7 @@ def prometheus_text(stats: Mapping[str, Any]) -> str:
             "Subscribers over every topic.",
             sum(v for v in topics.values() if isinstance(v, int)),
         )
-    return "\n".join(out.lines) + "\n"
+    return out.text()
 
 
 def _n(value: Any) -> str:
