@@ -65,10 +65,6 @@ def batch_item(outcome: AppendResult | ActorbusError) -> dict[str, Any]:
     return {"ok": True, "status": 201, "result": outcome}
 
 
-async def _created(reply: Awaitable[AppendResult]) -> Result:
-    return Result(await reply, 201)
-
-
 async def _envelopes(lines: AsyncIterator[bytes], jsonl: bool) -> AsyncIterator[Any]:
     """A session's envelope lines as stream items for the connection's framing.
 
@@ -98,6 +94,11 @@ class ServiceOps:
         self._live: LiveData = service.live
         self._enrichment: Enrichment = service.enrichment
         self._gate = OpenGate(service.bus.loop, self._submit)
+
+    @staticmethod
+    def statuses() -> dict[str, int]:
+        """Success statuses other than 200: ``append`` answers 201."""
+        return {OP_APPEND: 201}
 
     def handlers(self) -> dict[str, Handler]:
         """The ops by name (``ping`` is the server's own)."""
@@ -130,7 +131,7 @@ class ServiceOps:
             return Result({"created": True}, 201)
         return {"created": False}
 
-    def append(self, request: Request) -> Awaitable[Result]:
+    def append(self, request: Request) -> Awaitable[AppendResult]:
         """``append``: 201 ``{"record_id", "recorded_at"}`` once the line reached the kernel.
 
         Raises:
@@ -148,10 +149,11 @@ class ServiceOps:
             held = self._gate.hold(event)
             if held is not None:
                 return held
-        return _created(self._recorder.try_append(event))
+        # The writer's reply as it is: no wrapper per event (201 comes from statuses()).
+        return self._recorder.try_append(event)
 
-    def _submit(self, event: Any) -> Awaitable[Result]:
-        return _created(self._recorder.try_append(event))
+    def _submit(self, event: Any) -> Awaitable[AppendResult]:
+        return self._recorder.try_append(event)
 
     def append_batch(self, request: Request) -> Awaitable[dict[str, Any]]:
         """``append.batch``: 200 ``{"results": [...]}``, one response object per event."""

@@ -165,8 +165,10 @@ async def open_service(
             if not listen:
                 yield service
                 return
-            handlers = ServiceOps(service).handlers()
-            async with serve_unix(path, handlers, config.server, bus=bus) as server:
+            ops = ServiceOps(service)
+            async with serve_unix(
+                path, ops.handlers(), config.server, bus=bus, statuses=ops.statuses()
+            ) as server:
                 service.server = server
                 yield service
     except ExceptionGroup as group:
