@@ -47,7 +47,7 @@ from contracts import (
 if TYPE_CHECKING:
     from ._service import Service
 
-from ._open_gate import OpenGate
+from ._session_order import Exclusive, SessionOrder, session_key
 
 __all__ = ["ServiceOps", "batch_item"]
 
@@ -93,7 +93,7 @@ class ServiceOps:
         self._recorder: Recorder = service.recorder
         self._live: LiveData = service.live
         self._enrichment: Enrichment = service.enrichment
-        self._gate = OpenGate(service.bus.loop, self._submit)
+        self._order = SessionOrder(service.bus.loop, self._submit)
 
     @staticmethod
     def statuses() -> dict[str, int]:
@@ -119,11 +119,13 @@ class ServiceOps:
     def session_open(self, request: Request) -> Awaitable[Any]:
         """``session.open``: 201 ``{"created": true}``, or 200 ``{"created": false}``.
 
-        Appends to the session that arrive while it opens wait for it (``OpenGate``).
+        Appends to the session that arrive while it opens wait for it (``SessionOrder``).
         """
         req = request.decode(SessionOpenRequest)
+        order = self._order
+        held = order.acquire([(req.user_id, req.session_id)])
         task = asyncio.ensure_future(self._open(req.user_id, req.session_id))
-        self._gate.opening((req.user_id, req.session_id), task)
+        task.add_done_callback(lambda _: order.release(held))
         return task
 
     async def _open(self, user_id: str, session_id: str) -> Any:
@@ -145,8 +147,8 @@ class ServiceOps:
             event = bytes(request.decode(RawAppendRequest).event)
         else:
             event = request.decode(AppendRequest).event
-        if self._gate:
-            held = self._gate.hold(event)
+        if self._order:
+            held = self._order.hold(event)
             if held is not None:
                 return held
         # The writer's reply as it is: no wrapper per event (201 comes from statuses()).
@@ -162,13 +164,18 @@ class ServiceOps:
             events = [bytes(raw) for raw in request.decode(RawAppendBatchRequest).events]
         else:
             events = request.decode(AppendBatchRequest).events
-        return self._batch(events)
+        # The batch holds its sessions until written, so appends sent after it
+        # cannot overtake it (its events are queued only when its task runs).
+        keys = [key for key in map(session_key, events) if key is not None]
+        return self._batch(events, self._order.acquire(keys))
 
-    async def _batch(self, events: list[Any]) -> dict[str, Any]:
-        if self._gate:
-            for opened in self._gate.waits(events):
-                await opened
-        outcomes = await self._recorder.append_batch(events) if events else []
+    async def _batch(self, events: list[Any], held: Exclusive) -> dict[str, Any]:
+        try:
+            if not held.ready.done():
+                await held.ready
+            outcomes = await self._recorder.append_batch(events) if events else []
+        finally:
+            self._order.release(held)
         return {"results": [batch_item(outcome) for outcome in outcomes]}
 
     def subscribe(self, request: Request) -> AsyncIterator[Any]:
