@@ -94,6 +94,9 @@ class ServiceOps:
         self._live: LiveData = service.live
         self._enrichment: Enrichment = service.enrichment
         self._order = SessionOrder(service.bus.loop, self._submit)
+        # Live writes accepted and not finished; a live.read waits for those before
+        # it, so a client reads what it wrote. Loop thread only.
+        self._live_writes: set[asyncio.Future[Any]] = set()
 
     @staticmethod
     def statuses() -> dict[str, int]:
@@ -200,14 +203,19 @@ class ServiceOps:
     def live_write(self, request: Request) -> Awaitable[Any]:
         """``live.write``: ``{"scope", "base", "bytes", "branches", ...}``."""
         req = request.decode(LiveWriteRequest)
-        return self._live.write(req.scope, req.data, req.delete)
+        task = asyncio.ensure_future(self._live.write(req.scope, req.data, req.delete))
+        self._live_writes.add(task)
+        task.add_done_callback(self._live_writes.discard)
+        return task
 
     def live_read(self, request: Request) -> Awaitable[dict[str, Any]]:
-        """``live.read``: ``{"data": {...}}``."""
+        """``live.read``: ``{"data": {...}}``, after the live writes received before it."""
         request.decode(LiveReadRequest)
-        return self._read()
+        return self._read(list(self._live_writes))
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self, before: list[asyncio.Future[Any]]) -> dict[str, Any]:
+        if before:
+            await asyncio.wait(before)
         return {"data": await self._live.read()}
 
     # ---- enrichment ------------------------------------------------------------------

@@ -359,3 +359,15 @@ async def test_stats_report_the_server_the_actors_and_the_service() -> None:
     assert {"live-data", "enrichment"} <= {a["name"] for a in stats["bus"]["actors"]}
     assert stats["service"]["listening"] is True
     assert stats["service"]["version"]
+
+
+async def test_a_pipelined_live_read_sees_the_writes_sent_before_it() -> None:
+    trend = {"extensions": {"items": {"trend-finder": TREND}}}
+    requests = [
+        {"id": 1, "op": "live.write", "scope": "full", "data": DOC},
+        {"id": 2, "op": "live.write", "scope": "trend-finder", "data": trend},
+        {"id": 3, "op": "live.read"},
+    ]
+    async with serving() as service:
+        answers = await exchange(service.socket_path, "jsonl", requests)
+    assert ok(answers[2]) == {"data": {"schema_version": 1, **trend}}
