@@ -5,6 +5,8 @@ returns what answers later (an actor's reply, a coroutine, a stream), and the
 connection answers in request order. ``append`` returns the recorder's
 ``try_append`` awaitable, so appends pipelined on a connection queue in their
 session writer's mailbox at once and are written as one batch (group commit).
+What must not overtake earlier work waits for it: appends behind their session's
+open or batch (:class:`SessionOrder`), a ``live.read`` behind earlier live writes.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ from contracts import (
     decode_enrich_request,
 )
 
+from ._session_order import Exclusive, SessionOrder, session_key
+
 if TYPE_CHECKING:
     from ._service import Service
-
-from ._session_order import Exclusive, SessionOrder, session_key
 
 __all__ = ["ServiceOps", "batch_item"]
 
