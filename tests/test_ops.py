@@ -351,8 +351,12 @@ async def test_enrich_twice_answers_the_second_run_from_the_cache(framing: Frami
     assert second["spend"]["run"]["saved_usd"] == pytest.approx(0.05)
 
 
-async def test_stats_report_the_server_the_actors_and_the_service() -> None:
-    async with serving() as service, await Client.connect(service.socket_path) as client:
+@pytest.mark.parametrize("framing", FRAMINGS)
+async def test_stats_report_the_server_the_actors_and_the_service(framing: Framing) -> None:
+    async with (
+        serving() as service,
+        await Client.connect(service.socket_path, framing=framing) as client,
+    ):
         await client.pipeline([("nope", {}), ("ping", {})])
         stats = await client.request("stats")
     assert stats["server"]["errors"] == {"UnknownOp": 1}
