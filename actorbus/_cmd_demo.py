@@ -1,44 +1,101 @@
-"""``actorbus demo``: the main job on an embedded default root, start to finish."""
+"""``actorbus demo``: the main job on a fresh local root, start to finish, with a summary."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bus import run
 
-from ._demo_runtime import runtime_tour
+from ._cmd_common import guarded
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from ._demo import DemoReport
+
+__all__ = ["register", "summary"]
 
 
-def _run(args: argparse.Namespace) -> int:
-    out = sys.stdout
-    print("actorbus demo: the actor runtime", file=out)
-    tour = run(runtime_tour, out)
-    rate = tour.messages / tour.seconds if tour.seconds else 0.0
+def summary(report: DemoReport, out: TextIO) -> None:
+    """Print what the demo did, where its files are and what to run next."""
+    rate = report.events / report.seconds if report.seconds else 0.0
+    socket_share = (
+        f"{report.socket_events:,} over the socket from {report.socket_processes} processes"
+    )
+    verdict = "every line checked, order kept" if report.verified else "MISMATCH"
+    root = shlex.quote(report.root)
     print(
         "\nsummary\n"
-        f"  deposits        {tour.messages:,} to {tour.accounts:,} keyed actors "
-        f"in {tour.seconds:.2f}s ({rate:,.0f} msgs/s, 8 producers)\n"
-        f"  balances        {'all correct' if tour.total_ok else 'MISMATCH'}\n"
-        f"  latency         p50 {tour.p50_us:.1f} us, p99 {tour.p99_us:.1f} us (sampled)\n"
-        f"  milestones      {tour.milestones:,} published on a topic and received\n"
-        f"  supervision     {tour.restarts} restart after a simulated crash\n"
-        f"  passivation     {tour.passivated:,} idle actors passivated\n"
-        f"  dead letters    {tour.dead_letters}\n"
-        "\nnext: `actorbus bench --quick` measures the runtime against its baselines.",
+        f"  events        {report.events:,} acknowledged in {report.seconds:.2f}s "
+        f"({rate:,.0f} events/s)\n"
+        f"                {report.inproc_events:,} in-process, {socket_share}\n"
+        f"  sessions      {report.sessions:,} opened, {report.files:,} log files, "
+        f"{report.lines:,} lines on disk ({verdict})\n"
+        f"  live data     {report.live_writes} writes (a full bootstrap, then host-local "
+        f"and trend-finder)\n"
+        f"                branches: {', '.join(report.branches)}\n"
+        f"  enrichment    pass 1: {report.enriched:,} enriched by the simulated provider, "
+        f"${report.first_usd:.4f} spent ({report.first_state})\n"
+        f"                pass 2: {report.hits:,} cache hits, ${report.second_usd:.4f} spent, "
+        f"${report.saved_usd:.4f} saved\n"
+        f"  shutdown      clean: every request answered, actors drained, socket "
+        f"{'removed' if report.socket_removed else 'LEFT BEHIND'}, "
+        f"{report.dead_letters} dead letters\n"
+        f"\nfiles under {report.root}\n"
+        "  logs/users/demo-user/sessions/   one JSON Lines log per session\n"
+        "  data/live-data.json              the merged live-data document\n"
+        "  cache/enrichment/                the private enrichment cache\n"
+        "\nnext",
         file=out,
     )
-    return 0 if tour.total_ok else 1
+    commands = [
+        (f"actorbus serve --root {root}", "serve this root on its socket"),
+        (f"actorbus tail --root {root} demo-user s-000 -f", "follow a session"),
+        (f"actorbus post --root {root} --open FILE.jsonl", "post your own events"),
+        (f"actorbus stats --root {root} --prometheus", "the counters, for scraping"),
+        ("actorbus bench --quick", "measure against the baselines"),
+    ]
+    width = max(len(command) for command, _ in commands)
+    for command, what in commands:
+        print(f"  {command.ljust(width)}   {what}", file=out)
+
+
+@guarded
+def _run(args: argparse.Namespace) -> int:
+    from ._demo import DemoPlan, run_demo  # the service loads only when the demo runs
+
+    out = sys.stdout
+    root: Path = args.root or Path(tempfile.mkdtemp(prefix="actorbus-demo-"))
+    plan = (
+        DemoPlan()
+        if not args.small
+        else DemoPlan(
+            sessions=20, inproc_events=200, socket_events=400, scoped_writes=2, enrich_items=40
+        )
+    )
+    print(f"actorbus demo: the service on {root}", file=out, flush=True)
+    report = run(run_demo, root, plan, out)
+    summary(report, out)
+    return 0 if report.verified and report.socket_removed else 1
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` command."""
     parser = subparsers.add_parser(
         "demo",
-        help="run a self-contained demonstration and print a summary",
-        description="Drive the actor runtime end to end and print what it did.",
+        help="run the whole service on a fresh root and print a summary",
+        description=(
+            "Start the service on a fresh root (a new temporary directory unless --root), "
+            "drive in-process and socket producers over many sessions, merge live data, run "
+            "enrichment twice (the second from the cache), check every log on disk, shut "
+            "down cleanly and print a summary."
+        ),
     )
+    parser.add_argument(
+        "--root", type=Path, default=None, metavar="DIR", help="the root (default: a new temp dir)"
+    )
+    parser.add_argument("--small", action="store_true", help="a smaller run (for a quick look)")
     parser.set_defaults(func=_run)

@@ -20,6 +20,9 @@ __all__ = ["COMMAND_MODULES", "build_parser", "exit_code_for", "main"]
 COMMAND_MODULES: list[str] = [
     "actorbus._cmd_bench",
     "actorbus._cmd_demo",
+    "actorbus._cmd_serve",
+    "actorbus._cmd_post",
+    "actorbus._cmd_ops",
 ]
 
 

@@ -167,7 +167,7 @@ class Connection(asyncio.Protocol):
                 framing = reader.framing
                 assert framing is not None
                 if self._encoder is None:
-                    self._encoder = AnswerEncoder(framing, self._counters)
+                    self._encoder = AnswerEncoder(framing, self._counters, self._server.statuses)
                 accept = self._accept
                 for body in frames:
                     accept(parse_request(body, framing))
@@ -240,7 +240,9 @@ class Connection(asyncio.Protocol):
         """The byte stream cannot be read on: answer ``error``, then close when drained."""
         self._failed = True
         if self._encoder is None:
-            self._encoder = AnswerEncoder(self._reader.framing or "msgpack", self._counters)
+            self._encoder = AnswerEncoder(
+                self._reader.framing or "msgpack", self._counters, self._server.statuses
+            )
         slot = Slot(None, "")
         slot.error = error
         self._enqueue(slot)

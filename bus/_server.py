@@ -105,6 +105,8 @@ class Server:
         path: The socket path.
         config: The bounds and limits.
         handlers: The ops it answers, by name (``ping`` and ``stats`` built in).
+        statuses: Success statuses by op, for ops that do not answer 200 (``{"append":
+            201}``), so a handler can return an actor's reply as it is.
         counters: Running totals (see :meth:`statistics`).
         inflight: Requests read and not yet answered, over every connection.
     """
@@ -115,6 +117,7 @@ class Server:
         handlers: Mapping[str, Handler],
         config: ServerConfig,
         bus: Bus | None = None,
+        statuses: Mapping[str, int] | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -122,6 +125,7 @@ class Server:
         self.loop = asyncio.get_running_loop()
         self.handlers: dict[str, Handler] = {OP_PING: _ping, OP_STATS: self._stats}
         self.handlers.update(handlers)
+        self.statuses: dict[str, int] = dict(statuses or {})
         self.counters = Counters()
         # Requests read and not yet answered (or, for a lost connection, not yet
         # finished). Changed by connections only: +1 per request read, -n as answers leave.
@@ -321,6 +325,7 @@ async def serve_unix(
     *,
     bus: Bus | None = None,
     backlog: int = 1024,
+    statuses: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Server]:
     """Serve ``handlers`` on the Unix socket ``path`` for the duration of the block.
 
@@ -334,6 +339,8 @@ async def serve_unix(
         config: Limits and bounds (defaults when omitted).
         bus: The runtime whose statistics ``stats`` reports.
         backlog: The listen backlog.
+        statuses: Success statuses by op where not 200 (a :class:`Result` returned
+            by a handler still names its own).
 
     Yields:
         The running server.
@@ -341,7 +348,7 @@ async def serve_unix(
     Raises:
         SocketInUse: A live server holds ``path`` (or a non-socket file sits on it).
     """
-    server = Server(Path(path), handlers, config or ServerConfig(), bus)
+    server = Server(Path(path), handlers, config or ServerConfig(), bus, statuses)
     await server.start(backlog)
     try:
         yield server

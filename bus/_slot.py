@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from contracts import (
@@ -73,19 +73,26 @@ class AnswerEncoder:
         buffer: What was encoded and not yet taken.
     """
 
-    __slots__ = ("_counters", "_writer", "buffer")
+    __slots__ = ("_counters", "_statuses", "_writer", "buffer")
 
-    def __init__(self, framing: Framing, counters: Counters) -> None:
+    def __init__(
+        self, framing: Framing, counters: Counters, statuses: Mapping[str, int] | None = None
+    ) -> None:
         self._writer = FrameWriter(framing)
         self._counters = counters
+        self._statuses = statuses or None
         self.buffer = bytearray()
 
     def answer(self, rid: Any, op: str, value: Any, error: ActorbusError | None) -> None:
-        """Encode the response to request ``rid`` (an unencodable result answers 500)."""
+        """Encode the response to request ``rid`` (an unencodable result answers 500).
+
+        A success is answered with the op's status from ``statuses`` (200 if none),
+        unless the handler returned a :class:`Result` naming its own.
+        """
         counters = self._counters
         counters.frames_out += 1
         if error is None:
-            status = 200
+            status = 200 if self._statuses is None else self._statuses.get(op, 200)
             if type(value) is Result:
                 status = value.status
                 value = value.value

@@ -1,0 +1,80 @@
+"""``actorbus serve``: the service on its Unix socket until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bus import run
+from contracts import Config, InvalidRequest, load_config
+
+from ._cmd_common import add_target_options, guarded, root_of, socket_of
+
+__all__ = ["read_config", "register"]
+
+
+def read_config(path: Path | None) -> Config:
+    """The configuration in ``path`` (the defaults when ``None``).
+
+    Raises:
+        InvalidRequest: The file cannot be read, or a key or value is invalid.
+    """
+    if path is None:
+        return Config()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the configuration {path}: {exc.strerror}") from None
+    return load_config(data)
+
+
+async def _serve(root: Path, config: Config, path: Path) -> int:
+    from ._service import open_service  # the actors load only when a command needs them
+
+    async with open_service(root, config, path) as service:
+        print(
+            f"actorbus: serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it",
+            file=sys.stderr,
+            flush=True,
+        )
+        signum = await service.wait_for_signal()
+        print(f"actorbus: {signum.name}: shutting down", file=sys.stderr, flush=True)
+    print("actorbus: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+@guarded
+def _run(args: argparse.Namespace) -> int:
+    logging.getLogger("actorbus").setLevel(args.log_level.upper())
+    config = read_config(args.config)
+    code: int = run(_serve, root_of(args), config, socket_of(args))
+    return code
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the service on its Unix socket until SIGTERM or SIGINT",
+        description=(
+            "Run the service: session recording, live data and cached enrichment behind a "
+            "Unix socket (mode 0600). Creates the root's layout if missing. On SIGTERM or "
+            "SIGINT it stops accepting, answers every request it read, drains the actors, "
+            "removes the socket and exits 0. A second server on a live socket exits non-zero."
+        ),
+    )
+    add_target_options(parser)
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE.toml", help="the configuration file"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="how much the service logs on stderr (default: info)",
+    )
+    parser.set_defaults(func=_run)
