@@ -194,7 +194,7 @@ def register(subparsers: Any) -> None:
     enrich = subparsers.add_parser(
         "enrich",
         help="run an enrichment request and print its report",
-        description="Send an enrich request (JSON, SPEC section 9) and print the report.",
+        description="Send an enrich request (JSON, see docs/enrichment.md) and print the report.",
     )
     enrich.add_argument("file", nargs="?", default="-", metavar="FILE|-", help="default: stdin")
     enrich.add_argument(
