@@ -18,6 +18,8 @@ import msgspec
 
 from contracts import EnrichItem, InvalidRequest
 
+from ._privacy import is_secret_key
+
 __all__ = [
     "KeyedItems",
     "fingerprint",
@@ -27,38 +29,6 @@ __all__ = [
     "sanitise",
     "slot_of",
 ]
-
-#: Keys naming secrets, auth payloads, raw prompts, command output or source
-#: dumps (the privacy rules of SPEC section 3): dropped before hashing and before
-#: a provider sees the metadata, so they never decide a hit and never leave.
-_SECRET_KEYS = frozenset(
-    {
-        "password",
-        "passwd",
-        "secret",
-        "client_secret",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "api_key",
-        "apikey",
-        "auth",
-        "authorization",
-        "cookie",
-        "set_cookie",
-        "private_key",
-        "prompt",
-        "raw_prompt",
-        "system_prompt",
-        "stdout",
-        "stderr",
-        "command_output",
-        "source_dump",
-        "raw_source",
-    }
-)
-_SECRET_SUFFIXES = ("_password", "_secret", "_token", "_api_key")
 
 # Keys already found not to name a secret: metadata repeats the same few keys, so
 # most items need no walk at all. Bounded; shared by worker threads, which is safe
@@ -70,12 +40,6 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _FP_DOMAIN = b"actorbus.enrich.fingerprint.v1\x00"
 _SLOT_DOMAIN = b"actorbus.enrich.slot.v1\x00"
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a metadata key names a secret (case-insensitive, ``-`` read as ``_``)."""
-    norm = key.lower().replace("-", "_")
-    return norm in _SECRET_KEYS or norm.endswith(_SECRET_SUFFIXES)
 
 
 def _has_secret(value: Any) -> bool:

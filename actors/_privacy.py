@@ -18,7 +18,14 @@ from typing import Any
 
 from contracts import PrivacyViolation
 
-__all__ = ["PrivacyGate", "PrivacyHit", "format_path", "redact"]
+__all__ = [
+    "PrivacyGate",
+    "PrivacyHit",
+    "format_path",
+    "is_secret_key",
+    "redact",
+    "secret_key_rule",
+]
 
 # Credential formats. Each is anchored on a prefix the issuer documents, so prose
 # that merely mentions tokens or passwords does not match.
@@ -147,7 +154,13 @@ def format_path(segments: Sequence[str | int], redactor: Callable[[str], str] | 
     return "".join(out) or "$"
 
 
-def _key_rule(key: str) -> str | None:
+def secret_key_rule(key: str) -> str | None:
+    """The rule a key breaks by naming a secret, or ``None``.
+
+    Case-insensitive; ``-`` reads as ``_`` and camelCase as snake_case, so
+    ``API-Key``, ``apiKey`` and ``api_key`` are one name. The one list of such
+    names: the privacy gate and the enrichment cache both use it.
+    """
     name = _CAMEL.sub("_", key).lower().replace("-", "_")
     if name in _KEY_NAMES:
         return f"secret-key-name:{name}"
@@ -155,6 +168,11 @@ def _key_rule(key: str) -> str | None:
         if name.endswith(suffix):
             return f"secret-key-name:*{suffix}"
     return None
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a key names a secret, an auth payload, a raw prompt or command output."""
+    return secret_key_rule(key) is not None
 
 
 class PrivacyGate:
@@ -196,7 +214,7 @@ class PrivacyGate:
                 children = []
                 for key, value in node.items():
                     child = (*path, key)
-                    rule = _key_rule(key) or self.value_rule(key)
+                    rule = secret_key_rule(key) or self.value_rule(key)
                     if rule is not None:
                         hits.append(PrivacyHit(format_path(child, self.redact), rule))
                     children.append((child, value))
