@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from actors import CommandProvider, Enrichment, HttpProvider, ProviderItem
@@ -95,7 +96,7 @@ async def test_command_provider_timeout_kills_the_process_group(
     deadline = time.monotonic() + 5
     parent, child = (int(p) for p in pids.read_text().split())
     while (alive(parent) or alive(child)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        await anyio.sleep(0.05)
     assert not alive(parent) and not alive(child)
 
 

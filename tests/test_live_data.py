@@ -284,13 +284,15 @@ async def test_a_write_waits_for_another_processes_lock_then_reports_busy(tmp_pa
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        # Waiting for another process is blocking: never on the loop.
+        assert (await anyio.to_thread.run_sync(holder.stdout.readline)).strip() == "held"
         async with open_bus() as bus:
             live = LiveData(bus, tmp_path, LiveDataConfig(lock_wait_s=0.2))
             with pytest.raises(LockBusy, match=f"pid {holder.pid} on this host"):
                 await live.write("trend-finder", tf())
     finally:
-        holder.communicate(timeout=30)
+        await anyio.to_thread.run_sync(lambda: holder.communicate(timeout=30))
     assert not (tmp_path / "data" / "live-data.json").exists()
 
 

@@ -268,7 +268,9 @@ async def test_a_lock_held_by_another_process_does_not_freeze_the_loop(tmp_path:
         )
         results: list[AppendResult] = []
         try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            assert holder.stdout is not None
+            line = await anyio.to_thread.run_sync(holder.stdout.readline)
+            assert line.strip() == "locked"
             async with anyio.create_task_group() as tg:
 
                 async def append_locked() -> None:
@@ -280,7 +282,7 @@ async def test_a_lock_held_by_another_process_does_not_freeze_the_loop(tmp_path:
                 assert other.record_id == "r2" and results == []
                 holder.stdin.close()  # type: ignore[union-attr]
         finally:
-            holder.wait(10)
+            await anyio.to_thread.run_sync(holder.wait, 10)
     assert [r.record_id for r in results] == ["r1"]
     assert [e["event"]["record_id"] for e in logged(tmp_path, "u1", "locked")] == ["r1"]
 
@@ -325,7 +327,9 @@ async def test_a_full_disk_fails_the_batch_leaves_no_partial_line_and_recovers(
             await recorder.append(event(seq, pad="x" * 4000))
         assert [e["event"]["record_id"] for e in logged(small_tmpfs)] == acknowledged
 
-        subprocess.run(["mount", "-o", "remount,size=1m", str(small_tmpfs)], check=True)
+        await anyio.to_thread.run_sync(
+            lambda: subprocess.run(["mount", "-o", "remount,size=1m", str(small_tmpfs)], check=True)
+        )
         result = await recorder.append(event(seq + 1))
         assert result.record_id == f"r{seq + 1}"
     recorded = [e["event"]["record_id"] for e in logged(small_tmpfs)]

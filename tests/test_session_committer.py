@@ -113,7 +113,9 @@ async def test_a_log_locked_elsewhere_stalls_only_its_own_session(tmp_path: Path
         [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert holder.stdout is not None
+        line = await anyio.to_thread.run_sync(holder.stdout.readline)
+        assert line.strip() == "locked"
         committer = Committer(asyncio.get_running_loop(), store)
         first = committer.submit("u1", "locked", [b"1\n"], durable=False)
         second = committer.submit("u1", "locked", [b"2\n"], durable=False)
@@ -124,7 +126,7 @@ async def test_a_log_locked_elsewhere_stalls_only_its_own_session(tmp_path: Path
         assert not first.done() and not second.done() and not third.done()
         assert committer.contended == 1
     finally:
-        holder.communicate("")
+        await anyio.to_thread.run_sync(holder.communicate, "")
     assert await asyncio.gather(first, second, third) == [(1, None)] * 3
     assert held.read_bytes() == b"1\n2\n3\n"  # queued behind the lock, in order
 
