@@ -99,8 +99,15 @@ def test_a_bad_configuration_exits_4_with_one_clear_line(
     assert not socket_of(root).exists()
 
 
-def _loaded(root: Path) -> list[subprocess.Popen[bytes]]:
-    """Three client processes appending, two of them into one session; started and acked."""
+_Loads = list[tuple[subprocess.Popen[bytes], bytes]]
+
+
+def _loaded(root: Path) -> _Loads:
+    """Three client processes appending, two of them into one session; started and acked.
+
+    Each load comes with the output already read from it (its first 500 acknowledged
+    appends), which :func:`_acked` counts with the rest.
+    """
     path = socket_of(root)
     with SyncClient.connect(path, timeout=10) as client:
         client.request("session.open", user_id="u", session_id="shared")
@@ -109,16 +116,15 @@ def _loaded(root: Path) -> list[subprocess.Popen[bytes]]:
         start_load(path, "u", "shared", "b", 200_000),
         start_load(path, "u", "own", "c", 200_000),
     ]
-    for load in loads:
-        wait_for_lines(load, 500)  # 500 acknowledged appends each, and going on
-    return loads
+    # 500 acknowledged appends each, and going on.
+    return [(load, b"".join(wait_for_lines(load, 500))) for load in loads]
 
 
-def _acked(loads: list[subprocess.Popen[bytes]]) -> dict[str, list[str]]:
+def _acked(loads: _Loads) -> dict[str, list[str]]:
     acked: dict[str, list[str]] = {}
-    for load, session in zip(loads, ["shared", "shared", "own"], strict=True):
+    for (load, seen), session in zip(loads, ["shared", "shared", "own"], strict=True):
         output, _ = load.communicate(timeout=60)
-        acked.setdefault(session, []).extend(acked_ids(output))
+        acked.setdefault(session, []).extend(acked_ids(seen + output))
     return acked
 
 
