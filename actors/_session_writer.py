@@ -99,12 +99,15 @@ class SessionWriter(Actor):
     def receive_batch(self, messages: Sequence[Any]) -> asyncio.Future[list[Any]]:  # type: ignore[override]
         """Submit every queued append as one job; the future answers once it was written.
 
-        A plain method, so the runtime drains this actor without a task and the
-        next batch can be formed while this one is being written (the committer
-        keeps the session's jobs in order).
+        A plain method, so the runtime drains this actor without a task. The
+        future holds the writer until it completes: mail queued meanwhile becomes
+        the next batch (group commit), so the session's order is the mailbox order.
         """
         settings = self._settings
         recorded_at, prefix, between = settings.recorded_at()
+        if len(messages) == 1 and type(messages[0]) is Append:
+            # The batch of one: with many sessions it is the usual case.
+            return self._submit_one(messages[0], recorded_at, prefix)
         singles = all(type(message) is Append for message in messages)
         if singles:
             raws = [message.raw for message in messages]
@@ -147,6 +150,40 @@ class SessionWriter(Actor):
             )
         )
         return answer
+
+    def _submit_one(
+        self, message: Append, recorded_at: str, prefix: bytes
+    ) -> asyncio.Future[list[Any]]:
+        settings = self._settings
+        answer: asyncio.Future[list[Any]] = settings.bus.loop.create_future()
+        line = b"".join((prefix, message.raw, b"}\n"))
+        job = settings.committer.submit(
+            self._user_id, self._session_id, (line,), durable=settings.durable
+        )
+        job.add_done_callback(
+            functools.partial(self._written_one, answer, message.record_id, line, recorded_at)
+        )
+        return answer
+
+    def _written_one(
+        self,
+        answer: asyncio.Future[list[Any]],
+        record_id: str,
+        line: bytes,
+        recorded_at: str,
+        job: asyncio.Future[Outcome],
+    ) -> None:
+        """:meth:`_written` for the batch of one."""
+        if answer.done():  # cancelled: the bus closed before the write returned
+            return
+        written, error = job.result()
+        if written:
+            self._settings.bus.publish(self._topic, line[:-1])
+            answer.set_result([AppendResult(record_id, recorded_at)])
+            return
+        if error is None:  # an outcome short of its chunk always carries its error
+            error = RecorderIOError("session log write failed")
+        answer.set_result([type(error)(error.message)])
 
     def _written(
         self,

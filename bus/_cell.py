@@ -522,7 +522,8 @@ class Cell:
                     self.activation = self.bus.loop.create_task(self._recover(exc))
                     return
                 continue
-            counters.sample(perf_counter() - t0)
+            if not counters.messages_out & _SAMPLE_MASK:
+                counters.sample(perf_counter() - t0)
             if isinstance(results, asyncio.Future):
                 self.activation = results
                 results.add_done_callback(functools.partial(self._answer_later, items))
