@@ -14,7 +14,6 @@ Run the service alone with ``python -m bench._service serve ROOT SOCKET``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from bench._baselines import LINE
 from bench._harness import Context, Measurement, Scenario, Target
-from bench._socket import _percentile, _rtts, _server
+from bench._socket import _percentile, _rtts, _server, wait_for_socket
 
 __all__ = ["SCENARIOS"]
 
@@ -58,18 +57,7 @@ def _service(ctx: Context) -> Iterator[Path]:
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(os.fspath(path))
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the service did not start") from None
-                time.sleep(0.02)
-            finally:
-                probe.close()
+        wait_for_socket(path, proc, "the service", timeout=30)
         yield path
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench._harness import Context, Measurement, Scenario, Target
 
@@ -35,6 +36,22 @@ def _ping_frame(rid: int = 1) -> bytes:
     return FrameWriter("msgpack").encode({"id": rid, "op": "ping"})
 
 
+def wait_for_socket(path: Path, proc: subprocess.Popen[Any], what: str, *, timeout: float) -> None:
+    """Return once ``path`` accepts a connection; fail if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(os.fspath(path))
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.02)
+        finally:
+            probe.close()
+
+
 @contextmanager
 def _server(kind: str, ctx: Context) -> Iterator[Path]:
     path = ctx.scratch(f"sock-{kind}") / "s.sock"
@@ -45,18 +62,7 @@ def _server(kind: str, ctx: Context) -> Iterator[Path]:
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(os.fspath(path))
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {kind} server did not start") from None
-                time.sleep(0.02)
-            finally:
-                probe.close()
+        wait_for_socket(path, proc, f"the {kind} server", timeout=20)
         yield path
     finally:
         proc.send_signal(signal.SIGTERM)
