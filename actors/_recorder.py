@@ -83,6 +83,7 @@ class Recorder:
         self._check = checker.check
         self._check_batch = checker.check_batch
         self._one_session = checker.one_session
+        self._heads_at_once = checker.heads_at_once
         # Writer references by (user_id, session_id); loop thread only.
         self._refs: dict[tuple[str, str], ActorRef] = {}
         self.committer = Committer(bus.loop, self._store)
@@ -163,8 +164,8 @@ class Recorder:
         An invalid event fails alone. Events of one session are written in the
         order given, as one message to its writer.
         """
-        heads = self._one_session(events)
-        if heads is not None:
+        heads = self._heads_at_once(events)
+        if heads is not None and self._one_session(heads):
             # The common batch: plain events, one session. Validated in C-level
             # passes; one message to the writer; its replies are the results.
             head = heads[0]
@@ -177,7 +178,7 @@ class Recorder:
         groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}
         key: tuple[str, str] | None = None
         group: tuple[list[int], list[bytes], list[str]] = ([], [], [])
-        for index, checked in enumerate(self._check_batch(events)):
+        for index, checked in enumerate(self._check_batch(events, heads)):
             if isinstance(checked, ActorbusError):
                 results[index] = checked
                 continue

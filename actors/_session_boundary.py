@@ -165,6 +165,13 @@ class RecordedAt:
         self._stamp = (text, prefix, b"}\n" + prefix)
 
 
+class _Unset:
+    """The type of :data:`_UNSET`: no heads were given."""
+
+
+_UNSET = _Unset()
+
+
 class EventCheck:
     """Validates events against the recording contract and returns what to write.
 
@@ -244,7 +251,9 @@ class EventCheck:
         return raw, head
 
     def check_batch(
-        self, events: Sequence[bytes | Mapping[str, Any]]
+        self,
+        events: Sequence[bytes | Mapping[str, Any]],
+        heads: list[EventHead] | _Unset | None = _UNSET,
     ) -> list[tuple[bytes, EventHead] | ActorbusError]:
         """Validate many events: one entry per event, its :meth:`check` result or error.
 
@@ -253,8 +262,11 @@ class EventCheck:
         and non-ASCII bytes, and one decode of the heads as a JSON array, all in C.
         Any event that shape does not settle, or a batch it fails on, goes through
         :meth:`check` one event at a time, so the outcome is the same either way.
+        ``heads`` is what :meth:`heads_at_once` already returned for ``events``, when
+        the caller has it (so the batch is not decoded twice).
         """
-        heads = self.heads_at_once(events)
+        if isinstance(heads, _Unset):
+            heads = self.heads_at_once(events)
         if heads is not None:
             known = _KNOWN_SAFE
             checked: list[tuple[bytes, EventHead] | ActorbusError] = []
@@ -282,26 +294,20 @@ class EventCheck:
                 results.append(exc)
         return results
 
-    def one_session(self, events: Sequence[bytes | Mapping[str, Any]]) -> list[EventHead] | None:
-        """The heads of a batch that is plain and all for one known-safe session, else ``None``.
+    def one_session(self, heads: list[EventHead]) -> bool:
+        """Whether decoded heads (:meth:`heads_at_once`) are all for one known-safe session.
 
-        Plain: every event bytes on one line, ASCII, under the size bound, with
-        non-empty ``record_id`` and ``source``. Every step is a C-level pass over
-        the batch; the caller then skips per-event validation and grouping. A
+        And every ``record_id`` and ``source`` non-empty. Every step is a C-level pass
+        over the batch; the caller then skips per-event validation and grouping. A
         batch this does not settle goes through :meth:`check_batch`.
         """
-        heads = self.heads_at_once(events)
-        if heads is None:
-            return None
         sessions = set(map(_SESSION_OF, heads))
         if len(sessions) != 1:
-            return None
+            return False
         ((user_id, session_id),) = sessions
         if user_id not in _KNOWN_SAFE or session_id not in _KNOWN_SAFE:
-            return None
-        if not all(map(_RECORD_ID_OF, heads)) or not all(map(_SOURCE_OF, heads)):
-            return None
-        return heads
+            return False
+        return all(map(_RECORD_ID_OF, heads)) and all(map(_SOURCE_OF, heads))
 
     def heads_at_once(self, events: Sequence[bytes | Mapping[str, Any]]) -> list[EventHead] | None:
         """Every event's head, decoded without a Python loop, or ``None`` if not plain.
