@@ -21,9 +21,10 @@ next job, so an idle recorder holds no thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -80,13 +81,12 @@ class _Job(msgspec.Struct):
     session_id: str
     chunks: Sequence[bytes]
     durable: bool
-    fut: asyncio.Future[Outcome]
+    then: Callable[[Outcome], None]
 
 
-def _deliver(done: list[tuple[asyncio.Future[Outcome], Outcome]]) -> None:
-    for fut, outcome in done:
-        if not fut.done():  # the writer may have been cancelled (bus deadline)
-            fut.set_result(outcome)
+def _set_outcome(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not fut.done():  # the waiter may have been cancelled (bus deadline)
+        fut.set_result(outcome)
 
 
 class Committer:
@@ -131,11 +131,31 @@ class Committer:
         Call on the loop thread. A session's jobs are written in the order submitted.
         """
         fut: asyncio.Future[Outcome] = self._loop.create_future()
-        self._pending.append(_Job(user_id, session_id, chunks, durable, fut))
+        self.write(
+            user_id, session_id, chunks, durable=durable, then=functools.partial(_set_outcome, fut)
+        )
+        return fut
+
+    def write(
+        self,
+        user_id: str,
+        session_id: str,
+        chunks: Sequence[bytes],
+        *,
+        durable: bool,
+        then: Callable[[Outcome], None],
+    ) -> None:
+        """Queue one session's write; ``then(outcome)`` runs on the loop once it is done.
+
+        :meth:`submit` without a future: ``then`` is called directly by the loop
+        callback that receives the IO thread's outcomes, one loop pass sooner than a
+        future's done callback would run. It must not raise (an exception is logged
+        through the loop's exception handler). Call on the loop thread.
+        """
+        self._pending.append(_Job(user_id, session_id, chunks, durable, then))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        return fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -154,7 +174,7 @@ class Committer:
             with self._cond:
                 self._thread_alive = False
                 failed, self._queue = self._queue, []
-            _deliver([(job.fut, _NO_THREAD) for job in failed])
+            self._deliver([(job.then, _NO_THREAD) for job in failed])
 
     def _run(self) -> None:
         store = self._store
@@ -168,7 +188,7 @@ class Committer:
                     self._thread_alive = False
                     return
                 jobs, self._queue = self._queue, []
-            done: list[tuple[asyncio.Future[Outcome], Outcome]] = []
+            done: list[tuple[Callable[[Outcome], None], Outcome]] = []
             for job in jobs:
                 key = (job.user_id, job.session_id)
                 if held:
@@ -200,7 +220,7 @@ class Committer:
                         continue
                 except Exception as exc:
                     outcome = _crashed(exc)
-                done.append((job.fut, outcome))
+                done.append((job.then, outcome))
             if done and not self._post(done):
                 with cond:
                     self._thread_alive = False
@@ -221,11 +241,21 @@ class Committer:
                 )
             except Exception as exc:
                 outcome = _crashed(exc)
-            self._post([(job.fut, outcome)])
+            self._post([(job.then, outcome)])
 
-    def _post(self, done: list[tuple[asyncio.Future[Outcome], Outcome]]) -> bool:
+    def _deliver(self, done: list[tuple[Callable[[Outcome], None], Outcome]]) -> None:
+        """On the loop: run each finished job's ``then``; one failing does not stop the rest."""
+        for then, outcome in done:
+            try:
+                then(outcome)
+            except Exception as exc:
+                self._loop.call_exception_handler(
+                    {"message": "a session write's completion failed", "exception": exc}
+                )
+
+    def _post(self, done: list[tuple[Callable[[Outcome], None], Outcome]]) -> bool:
         try:
-            self._loop.call_soon_threadsafe(_deliver, done)
+            self._loop.call_soon_threadsafe(self._deliver, done)
         except RuntimeError:
             # The loop has closed: nobody is waiting for these outcomes any more.
             return False

@@ -14,7 +14,6 @@ Events reach it already validated by the boundary (:class:`~actors.Recorder`).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -23,7 +22,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from bus import Actor, Bus
+from bus import Actor, Bus, Later
 from contracts import ActorbusError, AppendResult, RecorderIOError
 
 from ._session_boundary import RecordedAt, session_topic
@@ -96,12 +95,14 @@ class SessionWriter(Actor):
         self._topic = session_topic(*key)
         self._settings = settings
 
-    def receive_batch(self, messages: Sequence[Any]) -> asyncio.Future[list[Any]]:  # type: ignore[override]
-        """Submit every queued append as one job; the future answers once it was written.
+    def receive_batch(self, messages: Sequence[Any]) -> Later:  # type: ignore[override]
+        """Submit every queued append as one job; the :class:`~bus.Later` answers once written.
 
         A plain method, so the runtime drains this actor without a task. The
-        future holds the writer until it completes: mail queued meanwhile becomes
+        answer holds the writer until it completes: mail queued meanwhile becomes
         the next batch (group commit), so the session's order is the mailbox order.
+        The committer's completion resolves it directly: from the IO thread's
+        outcome to the askers' replies takes one loop callback.
         """
         settings = self._settings
         recorded_at, prefix, between = settings.recorded_at()
@@ -121,9 +122,9 @@ class SessionWriter(Actor):
                 else:
                     raws.extend(message.raws)
                     ids.extend(message.record_ids)
-        answer: asyncio.Future[list[Any]] = settings.bus.loop.create_future()
+        answer = Later()
         if not raws:
-            answer.set_result([[] for _ in messages])
+            answer.resolve([[] for _ in messages])
             return answer
         if len(raws) == 1:
             chunks = [b"".join((prefix, raws[0], b"}\n"))]
@@ -135,11 +136,12 @@ class SessionWriter(Actor):
                 ends = [len(raws)]
             else:
                 chunks, ends = _cut(raws, prefix, between, settings)
-        job = settings.committer.submit(
-            self._user_id, self._session_id, chunks, durable=settings.durable
-        )
-        job.add_done_callback(
-            functools.partial(
+        settings.committer.write(
+            self._user_id,
+            self._session_id,
+            chunks,
+            durable=settings.durable,
+            then=functools.partial(
                 self._written,
                 answer,
                 messages if not singles else None,
@@ -147,63 +149,59 @@ class SessionWriter(Actor):
                 chunks,
                 ends,
                 recorded_at,
-            )
+            ),
         )
         return answer
 
-    def _submit_one(
-        self, message: Append, recorded_at: str, prefix: bytes
-    ) -> asyncio.Future[list[Any]]:
+    def _submit_one(self, message: Append, recorded_at: str, prefix: bytes) -> Later:
         settings = self._settings
-        answer: asyncio.Future[list[Any]] = settings.bus.loop.create_future()
+        answer = Later()
         line = b"".join((prefix, message.raw, b"}\n"))
-        job = settings.committer.submit(
-            self._user_id, self._session_id, (line,), durable=settings.durable
-        )
-        job.add_done_callback(
-            functools.partial(self._written_one, answer, message.record_id, line, recorded_at)
+        settings.committer.write(
+            self._user_id,
+            self._session_id,
+            (line,),
+            durable=settings.durable,
+            then=functools.partial(self._written_one, answer, message.record_id, line, recorded_at),
         )
         return answer
 
     def _written_one(
         self,
-        answer: asyncio.Future[list[Any]],
+        answer: Later,
         record_id: str,
         line: bytes,
         recorded_at: str,
-        job: asyncio.Future[Outcome],
+        outcome: Outcome,
     ) -> None:
         """:meth:`_written` for the batch of one."""
         if answer.done():  # cancelled: the bus closed before the write returned
             return
-        written, error = job.result()
+        written, error = outcome
         if written:
             self._settings.bus.publish(self._topic, line[:-1])
-            answer.set_result([AppendResult(record_id, recorded_at)])
+            answer.resolve([AppendResult(record_id, recorded_at)])
             return
         if error is None:  # an outcome short of its chunk always carries its error
             error = RecorderIOError("session log write failed")
-        answer.set_result([type(error)(error.message)])
+        answer.resolve([type(error)(error.message)])
 
     def _written(
         self,
-        answer: asyncio.Future[list[Any]],
+        answer: Later,
         messages: Sequence[Any] | None,
         ids: list[str],
         chunks: list[bytes],
         ends: list[int],
         recorded_at: str,
-        job: asyncio.Future[Outcome],
+        outcome: Outcome,
     ) -> None:
         """The job finished: publish what was written, answer every append of the batch."""
         if answer.done():  # cancelled: the bus closed before the write returned
             return
         settings = self._settings
         error: ActorbusError | None
-        if job.cancelled():
-            written, error = 0, RecorderIOError("session log write was abandoned")
-        else:
-            written, error = job.result()
+        written, error = outcome
         recorded = ends[written - 1] if written else 0
         # map over the C-built Struct: no Python frame per event.
         results: list[AppendResult | ActorbusError] = list(
@@ -216,7 +214,7 @@ class SessionWriter(Actor):
             results.extend(type(error)(error.message) for _ in range(len(ids) - recorded))
         if recorded:
             _publish(settings.bus, self._topic, chunks[:written])
-        answer.set_result(results if messages is None else _replies(messages, results))
+        answer.resolve(results if messages is None else _replies(messages, results))
 
 
 def _cut(

@@ -20,6 +20,7 @@ from ._errors import (
     SocketInUse,
     SubscriberLagged,
 )
+from ._later import Later
 from ._loop import run, uvloop_available
 from ._server import Handler, Server, ServerStatistics, serve_unix
 from ._stats import ActorStatistics, DeadLetterStatistics
@@ -46,6 +47,7 @@ __all__ = [
     "FrameReader",
     "FrameWriter",
     "Handler",
+    "Later",
     "Overflow",
     "Request",
     "RestartPolicy",

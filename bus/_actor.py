@@ -30,12 +30,14 @@ class Actor:
     tell to a trivial actor).
 
     A batch actor whose ``receive_batch`` is a plain method is drained from a loop
-    callback, without a task at all, and may answer a batch later: it returns an
-    :class:`asyncio.Future` that completes with the list of replies (or fails, which
-    fails every ask of the batch). Until it completes the batch is in flight: the
-    actor is not passivated, the bus's drain waits for it, and the next batch may
-    already be handled (replies still go to each asker, in order per batch). A tell
-    in a batch that raises counts as a crash, as for any actor.
+    callback, without a task at all, and may answer a batch later: it returns a
+    :class:`~bus.Later` (or an :class:`asyncio.Future`) that completes with the list
+    of replies (or fails, which fails every ask of the batch). Until it completes
+    the batch is in flight and holds the actor: it is not passivated, the bus's
+    drain waits for it, and mail queues up as the next batch. A ``Later`` answers
+    the askers and takes the next batch inside ``resolve()``, a future one loop
+    pass after it completes. A tell in a batch that raises counts as a crash, as
+    for any actor.
 
     Attributes:
         batch_size: When above zero, :meth:`receive_batch` is called with up to this

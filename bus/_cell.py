@@ -22,6 +22,7 @@ from contracts import ShuttingDown
 
 from ._actor import Actor
 from ._errors import ActorStopped, AskTimeout
+from ._later import Later
 from ._mail import Request
 from ._stats import LATENCY_SAMPLE_EVERY, Counters
 
@@ -135,9 +136,9 @@ class Cell:
         self.done = bus.done
         self.space_waiters: deque[asyncio.Future[None]] = deque()
         # The running activation, None when idle: a task; or, for a started direct
-        # batch actor, a scheduled callback or the future of a batch being answered.
-        # At most one, which makes handling one-at-a-time (batch by batch).
-        self.activation: asyncio.Future[Any] | asyncio.Handle | None = None
+        # batch actor, a scheduled callback or the future (or Later) of a batch being
+        # answered. At most one, which makes handling one-at-a-time (batch by batch).
+        self.activation: asyncio.Future[Any] | asyncio.Handle | Later | None = None
         self.state = OPEN
         self.started = False
         self.last_active = 0.0
@@ -486,8 +487,8 @@ class Cell:
     def run_now(self) -> None:
         """One activation of a started direct batch actor, run as a loop callback.
 
-        A batch answered with a future holds the actor until the future completes
-        (the future is the activation meanwhile): mail queues up and becomes the
+        A batch answered with a future or a :class:`Later` holds the actor until it
+        completes (it is the activation meanwhile): mail queues up and becomes the
         next batch, as an awaited batch would.
         """
         actor = self.actor
@@ -504,7 +505,11 @@ class Cell:
                 results: Any = actor.receive_batch(
                     [i.message if type(i) is Request else i for i in items]
                 )
-                if not isinstance(results, asyncio.Future) and len(results) != len(items):
+                if (
+                    type(results) is not Later
+                    and not isinstance(results, asyncio.Future)
+                    and len(results) != len(items)
+                ):
                     raise RuntimeError(
                         f"{self.label()} answered {len(results)} of {len(items)} messages"
                     )
@@ -524,11 +529,18 @@ class Cell:
                 continue
             if not counters.messages_out & _SAMPLE_MASK:
                 counters.sample(perf_counter() - t0)
-            if isinstance(results, asyncio.Future):
+            if type(results) is Later:
+                if not results.done():
+                    self.activation = results
+                    results.then(functools.partial(self._answer_later, items))
+                    return
+                self._settle(items, results)  # answered within the call
+            elif isinstance(results, asyncio.Future):
                 self.activation = results
                 results.add_done_callback(functools.partial(self._answer_later, items))
                 return
-            self._reply(items, results)
+            else:
+                self._reply(items, results)
             handled += len(items)
             if handled >= THROUGHPUT and mailbox:
                 # Fairness: let other callbacks and tasks run before the rest.
@@ -538,8 +550,18 @@ class Cell:
         self.last_active = self.bus.loop.time()
         self.bus.deactivated(self)
 
-    def _answer_later(self, items: list[Any], fut: asyncio.Future[Any]) -> None:
-        """A batch answered with a future completed: answer its askers, go on."""
+    def _answer_later(self, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+        """A batch answered with a future or a Later completed: answer its askers, go on."""
+        self._settle(items, fut)
+        if self.mailbox and self.state == OPEN:
+            self.run_now()  # the next batch, in the same activation
+            return
+        self.activation = None
+        self.last_active = self.bus.loop.time()
+        self.bus.deactivated(self)
+
+    def _settle(self, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+        """Answer a batch's askers from its completed future or Later."""
         if fut.cancelled():
             error: BaseException | None = ShuttingDown(
                 f"{self.label()}: stopped before it answered"
@@ -550,7 +572,7 @@ class Cell:
                 results = fut.result()
                 # Raising here, in a loop callback, would strand the actor with its
                 # activation set: an unusable answer fails the batch instead.
-                if not isinstance(results, Sequence):
+                if type(results) is not list and not isinstance(results, Sequence):
                     error = TypeError(
                         f"{self.label()} answered a batch with {type(results).__name__}"
                     )
@@ -566,12 +588,6 @@ class Cell:
             for item in items:
                 if type(item) is Request:
                     _fail(item.fut, error)
-        if self.mailbox and self.state == OPEN:
-            self.run_now()  # the next batch, in the same activation
-            return
-        self.activation = None
-        self.last_active = self.bus.loop.time()
-        self.bus.deactivated(self)
 
     async def _recover(self, exc: Exception) -> None:
         try:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from bus import Actor, ActorStopped, RestartPolicy, open_bus
+from bus import Actor, ActorStopped, Later, RestartPolicy, open_bus
 from bus._cell import THROUGHPUT
 from contracts import BusConfig, ShuttingDown
 
@@ -512,6 +512,93 @@ async def test_a_batch_future_that_fails_or_answers_badly_fails_only_its_asks() 
             await not_a_list
         assert await ref.ask("after", timeout=5) == "after"
         assert bus.statistics().actors[0].failures == 3
+
+
+class Deferring(Actor):
+    """A direct batch actor that answers with a :class:`Later` the test completes.
+
+    ``"now"`` in a batch resolves its Later within the call.
+    """
+
+    batch_size: ClassVar[int] = 8
+
+    def __init__(self, batches: list[list[Any]], pending: list[Later]) -> None:
+        self.batches = batches
+        self.pending = pending
+
+    def receive_batch(self, messages: Sequence[Any]) -> Later:  # type: ignore[override]
+        self.batches.append(list(messages))
+        answer = Later()
+        if "now" in messages:
+            answer.resolve([m.upper() for m in messages])
+        else:
+            self.pending.append(answer)
+        return answer
+
+
+async def test_a_later_holds_the_actor_and_its_resolve_answers_at_once() -> None:
+    batches: list[list[Any]] = []
+    pending: list[Later] = []
+    async with open_bus(QUICK) as bus:
+        bus.register(Deferring, lambda key: Deferring(batches, pending), idle_s=0.005)
+        ref = bus.ref(Deferring, "k")
+        assert await ref.ask("now", timeout=5) == "NOW"  # started: direct from now on
+        in_flight = [ref.try_ask(m, timeout=5) for m in ("a", "b")]
+        await anyio.sleep(0.01)
+        queued = [ref.try_ask(m, timeout=5) for m in ("c", "now")]
+        await anyio.sleep(0.05)  # far past the idle timeout
+        stats = next(a for a in bus.statistics().actors if a.keyed)
+        assert stats.passivations == 0, "passivated with a batch in flight"
+        assert stats.mailbox_depth == 2
+        assert len(pending) == 1 and not pending[0].done()
+        pending[0].resolve(["A", "B"])
+        # The askers' futures are set within resolve(), and the queued mail was taken
+        # as the next batch in the same call: no pass of the loop in between.
+        assert all(a.done() for a in in_flight)
+        assert all(a.done() for a in queued)
+        assert [a.result() for a in in_flight] == ["A", "B"]
+        assert [a.result() for a in queued] == ["C", "NOW"]
+        pending[0].resolve(["ignored"])  # a Later completes once
+    assert batches == [["now"], ["a", "b"], ["c", "now"]]
+
+
+async def test_a_later_that_fails_or_answers_badly_fails_only_its_asks() -> None:
+    pending: list[Later] = []
+    async with open_bus(QUICK) as bus:
+        ref = bus.spawn(lambda: Deferring([], pending), name="deferring")
+        await ref.ask("now", timeout=5)
+        failing = ref.try_ask("x", timeout=5)
+        await anyio.sleep(0.01)
+        pending[0].fail(OSError("disk gone"))
+        with pytest.raises(OSError, match="disk gone"):
+            await failing
+        short = ref.try_ask("x", timeout=5)
+        await anyio.sleep(0.01)
+        pending[1].resolve([])
+        with pytest.raises(RuntimeError, match="answered 0 of 1"):
+            await short
+        not_a_list = ref.try_ask("x", timeout=5)
+        await anyio.sleep(0.01)
+        pending[2].resolve(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await not_a_list
+        assert await ref.ask("now", timeout=5) == "NOW"
+        assert bus.statistics().actors[0].failures == 3
+
+
+async def test_a_later_still_pending_at_the_deadline_is_answered_shutting_down() -> None:
+    pending: list[Later] = []
+    async with open_bus(BusConfig(shutdown_deadline_s=0.05)) as bus:
+        ref = bus.spawn(lambda: Deferring([], pending), name="deferring")
+        await ref.ask("now", timeout=5)
+        in_flight = ref.try_ask("x", timeout=5)
+        queued = ref.try_ask("never handled", timeout=5)
+    with pytest.raises(ShuttingDown):
+        await in_flight
+    with pytest.raises(ShuttingDown):
+        await queued
+    assert pending[0].cancelled() and not pending[0].cancel()
+    pending[0].resolve(["late"])  # after the bus closed: nothing to answer, no error
 
 
 async def test_a_direct_batch_that_raises_with_a_tell_in_it_restarts_the_actor() -> None:

@@ -153,3 +153,29 @@ async def test_jobs_fail_instead_of_hanging_when_no_thread_can_start(
     committer = Committer(asyncio.get_running_loop(), FileSessionStore(tmp_path))
     written, error = await committer.submit("u1", "s1", [LINE], durable=False)
     assert written == 0 and error is not None and error.code == "RecorderIOError"
+
+
+async def test_a_completion_that_raises_is_reported_and_the_others_still_run(
+    tmp_path: Path,
+) -> None:
+    store = FileSessionStore(tmp_path)
+    store.open_session("u1", "s1")
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        committer = Committer(loop, store)
+        seen: list[Outcome] = []
+
+        def broken(outcome: Outcome) -> None:
+            raise RuntimeError("a completion bug")
+
+        committer.write("u1", "s1", [LINE], durable=False, then=broken)
+        committer.write("u1", "s1", [LINE], durable=False, then=seen.append)
+        assert await committer.submit("u1", "s1", [LINE], durable=False) == (1, None)
+    finally:
+        loop.set_exception_handler(previous)
+    assert seen == [(1, None)]
+    assert [type(context["exception"]) for context in reported] == [RuntimeError]
+    assert session_path(tmp_path, "u1", "s1").read_bytes() == LINE * 3
