@@ -5,6 +5,8 @@ returns what answers later (an actor's reply, a coroutine, a stream), and the
 connection answers in request order. ``append`` returns the recorder's
 ``try_append`` awaitable, so appends pipelined on a connection queue in their
 session writer's mailbox at once and are written as one batch (group commit).
+Appends read together (consecutive frames of one read) are handed over at once by
+``append_many``: one writer message per session, whose reply answers them all.
 What must not overtake earlier work waits for it: appends behind their session's
 open or batch (:class:`SessionOrder`), a ``live.read`` behind earlier live writes.
 """
@@ -12,13 +14,14 @@ open or batch (:class:`SessionOrder`), a ``live.read`` behind earlier live write
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from actors import Enrichment, LiveData, Recorder
-from bus import Handler, Request, Result
+from bus import BatchHandler, Handler, Request, Result
 from contracts import (
     OP_APPEND,
     OP_APPEND_BATCH,
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["ServiceOps", "batch_item"]
 
 _ENVELOPE = msgspec.json.Decoder()
+_EVENT_OF = operator.attrgetter("event")
 
 
 def batch_item(outcome: AppendResult | ActorbusError) -> dict[str, Any]:
@@ -104,6 +108,10 @@ class ServiceOps:
     def statuses() -> dict[str, int]:
         """Success statuses other than 200: ``append`` answers 201."""
         return {OP_APPEND: 201}
+
+    def batch_handlers(self) -> dict[str, BatchHandler]:
+        """Ops that also take their requests read together: ``append``."""
+        return {OP_APPEND: self.append_many}
 
     def handlers(self) -> dict[str, Handler]:
         """The ops by name (``ping`` is the server's own)."""
@@ -158,6 +166,44 @@ class ServiceOps:
                 return held
         # The writer's reply as it is: no wrapper per event (201 comes from statuses()).
         return self._recorder.try_append(event)
+
+    def append_many(self, requests: list[Request]) -> list[Any]:
+        """``append`` for consecutive appends read together: one writer message per session.
+
+        Each answer is what :meth:`append` would give: a malformed request or an
+        invalid event fails alone, the others are written in order.
+        """
+        if self._order:
+            # A session is being opened or batch-written: keep each append's own path,
+            # which waits behind it.
+            return [self._one(request) for request in requests]
+        if requests[0].framing == "jsonl":
+            raw = Request.decode_all(requests, RawAppendRequest)
+            if raw is not None:  # the usual case: every frame well-formed, one C-level pass
+                return self._recorder.try_append_many(list(map(bytes, map(_EVENT_OF, raw))))
+        events: list[Any] = []
+        outcomes: list[Any] = []
+        jsonl = requests[0].framing == "jsonl"
+        for request in requests:
+            try:
+                if jsonl:
+                    events.append(bytes(request.decode(RawAppendRequest).event))
+                else:
+                    events.append(request.decode(AppendRequest).event)
+            except ActorbusError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        if len(events) == len(requests):
+            return self._recorder.try_append_many(events)
+        appended = iter(self._recorder.try_append_many(events) if events else ())
+        return [next(appended) if outcome is None else outcome for outcome in outcomes]
+
+    def _one(self, request: Request) -> Any:
+        try:
+            return self.append(request)
+        except ActorbusError as exc:
+            return exc
 
     def _submit(self, event: Any) -> Awaitable[AppendResult]:
         return self._recorder.try_append(event)

@@ -167,7 +167,12 @@ async def open_service(
                 return
             ops = ServiceOps(service)
             async with serve_unix(
-                path, ops.handlers(), config.server, bus=bus, statuses=ops.statuses()
+                path,
+                ops.handlers(),
+                config.server,
+                bus=bus,
+                statuses=ops.statuses(),
+                batch_handlers=ops.batch_handlers(),
             ) as server:
                 service.server = server
                 yield service

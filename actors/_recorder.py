@@ -16,13 +16,14 @@ import asyncio
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
 
-from bus import ActorRef, Bus
-from contracts import ActorbusError, AppendResult, RecorderConfig
+from bus import ActorRef, Bus, Part
+from contracts import ActorbusError, AppendResult, EventHead, RecorderConfig
 
 from ._session_boundary import EventCheck, check_id
 from ._session_committer import Committer, SessionStore
@@ -158,6 +159,67 @@ class Recorder:
         )
         return reply
 
+    def try_append_many(self, events: Sequence[Event]) -> list[Part | ActorbusError]:
+        """Queue many events now, as one writer message per session; one outcome per event.
+
+        Each valid event's outcome is a :class:`~bus.Part`: its item of the reply of
+        its session's writer (an ``AppendResult`` or the error), once written. An
+        invalid event's outcome is its error, and it fails alone. Events of one
+        session are queued in the order given, behind what that session already
+        has queued. This is how a socket connection passes on the appends of one read.
+
+        A session whose writer's mailbox is full gets ``Overloaded`` for its events
+        (nothing of them queued); the other sessions' events are queued.
+        """
+        heads = self._heads_at_once(events)
+        if heads is not None and self._one_session(heads):
+            head = heads[0]
+            try:
+                fut = self._writer(head.user_id, head.session_id).try_ask(
+                    AppendBatch(list(events), list(map(_RECORD_ID_OF, heads)))  # type: ignore[arg-type]
+                )
+            except ActorbusError as exc:
+                return [type(exc)(exc.message) for _ in events]
+            return list(map(Part, repeat(fut), range(len(events))))  # type: ignore[arg-type]
+        outcomes: list[Part | ActorbusError | None] = [None] * len(events)
+        groups = self._group(events, heads, outcomes)
+        for key, (indices, raws, ids) in groups.items():
+            try:
+                fut = self._writer(*key).try_ask(AppendBatch(raws, ids))
+            except ActorbusError as exc:
+                for index in indices:
+                    outcomes[index] = type(exc)(exc.message)
+                continue
+            for at, index in enumerate(indices):
+                outcomes[index] = Part(fut, at)  # type: ignore[arg-type]
+        return cast(list[Part | ActorbusError], outcomes)
+
+    def _group(
+        self,
+        events: Sequence[Event],
+        heads: list[EventHead] | None,
+        outcomes: list[Any],
+    ) -> dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]]:
+        """Validate ``events``; group the valid ones by session, errors into ``outcomes``.
+
+        Per session: the events' places in ``events``, their bytes and their ids.
+        """
+        groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}
+        key: tuple[str, str] | None = None
+        group: tuple[list[int], list[bytes], list[str]] = ([], [], [])
+        for index, checked in enumerate(self._check_batch(events, heads)):
+            if isinstance(checked, ActorbusError):
+                outcomes[index] = checked
+                continue
+            raw, head = checked
+            if key is None or head.session_id != key[1] or head.user_id != key[0]:
+                key = (head.user_id, head.session_id)
+                group = groups.setdefault(key, ([], [], []))
+            group[0].append(index)
+            group[1].append(raw)
+            group[2].append(head.record_id)
+        return groups
+
     async def append_batch(self, events: Sequence[Event]) -> list[AppendResult | ActorbusError]:
         """Record many events; return one result or error per event, in order.
 
@@ -174,21 +236,7 @@ class Recorder:
             ).ask(AppendBatch(list(events), list(map(_RECORD_ID_OF, heads))))  # type: ignore[arg-type]
             return reply
         results: list[AppendResult | ActorbusError | None] = [None] * len(events)
-        # Per session: the events' places in ``events``, their bytes, their ids.
-        groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}
-        key: tuple[str, str] | None = None
-        group: tuple[list[int], list[bytes], list[str]] = ([], [], [])
-        for index, checked in enumerate(self._check_batch(events, heads)):
-            if isinstance(checked, ActorbusError):
-                results[index] = checked
-                continue
-            raw, head = checked
-            if key is None or head.session_id != key[1] or head.user_id != key[0]:
-                key = (head.user_id, head.session_id)
-                group = groups.setdefault(key, ([], [], []))
-            group[0].append(index)
-            group[1].append(raw)
-            group[2].append(head.record_id)
+        groups = self._group(events, heads, results)
         asks = [
             self._writer(*key).ask(AppendBatch(raws, ids)) for key, (_, raws, ids) in groups.items()
         ]

@@ -22,7 +22,8 @@ from ._errors import (
 )
 from ._later import Later
 from ._loop import run, uvloop_available
-from ._server import Handler, Server, ServerStatistics, serve_unix
+from ._server import BatchHandler, Handler, Server, ServerStatistics, serve_unix
+from ._slot import Part
 from ._stats import ActorStatistics, DeadLetterStatistics
 from ._sync_client import SyncClient
 from ._system import Bus, BusStatistics, open_bus
@@ -36,6 +37,7 @@ __all__ = [
     "ActorStatistics",
     "ActorStopped",
     "AskTimeout",
+    "BatchHandler",
     "Bus",
     "BusError",
     "BusStatistics",
@@ -49,6 +51,7 @@ __all__ = [
     "Handler",
     "Later",
     "Overflow",
+    "Part",
     "Request",
     "RestartPolicy",
     "Result",

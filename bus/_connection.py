@@ -25,6 +25,7 @@ from contracts import ActorbusError, InvalidRequest, ShuttingDown, UnknownOp
 from ._slot import (
     PLAIN,
     AnswerEncoder,
+    Part,
     Slot,
     deferred,
     end_stream,
@@ -56,6 +57,7 @@ class Connection(asyncio.Protocol):
         self._total = config.max_inflight_total
         self._idle_timeout = config.idle_timeout_s
         self._handlers = server.handlers
+        self._batch_handlers = server.batch_handlers
         self._counters = server.counters
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader(config.max_frame_bytes)
@@ -168,9 +170,12 @@ class Connection(asyncio.Protocol):
                 assert framing is not None
                 if self._encoder is None:
                     self._encoder = AnswerEncoder(framing, self._counters, self._server.statuses)
-                accept = self._accept
-                for body in frames:
-                    accept(parse_request(body, framing))
+                if self._batch_handlers and len(frames) > 1:
+                    self._accept_all([parse_request(body, framing) for body in frames])
+                else:
+                    accept = self._accept
+                    for body in frames:
+                        accept(parse_request(body, framing))
             if len(frames) < room:
                 break
         if self._failed:
@@ -181,6 +186,60 @@ class Connection(asyncio.Protocol):
             self._fail_stream(InvalidRequest("the connection ended in the middle of a frame"))
         elif not self._close_when_drained:
             self._set_reading(True)
+
+    def _accept_all(self, requests: list[Request]) -> None:
+        """Dispatch the requests of one read; runs of a batch-handled op go together."""
+        batch_handlers = self._batch_handlers
+        count = len(requests)
+        start = 0
+        while start < count:
+            request = requests[start]
+            many = batch_handlers.get(request.op) if request.error is None else None
+            if many is not None and request.op not in self._handlers:
+                many = None  # a batch form without the op itself: not served
+            stop = start + 1
+            if many is not None and not self._shutting_down:
+                op = request.op
+                while stop < count and requests[stop].op == op and requests[stop].error is None:
+                    stop += 1
+            if stop - start == 1:
+                self._accept(request)
+            else:
+                assert many is not None
+                self._accept_many(requests[start:stop], many)
+            start = stop
+
+    def _accept_many(self, requests: list[Request], many: Any) -> None:
+        """Hand consecutive requests of one op to its batch handler, then place each answer."""
+        op = requests[0].op
+        self._counters.frames_in += len(requests)
+        try:
+            outs: list[Any] = many(requests)
+            if len(outs) != len(requests):
+                raise RuntimeError(f"answered {len(outs)} of {len(requests)} requests")
+        except Exception as exc:
+            error = exc if isinstance(exc, ActorbusError) else internal_error(exc, op)
+            for request in requests:
+                self._place(request, None, error)
+            return
+        shared: asyncio.Future[Any] | None = None
+        for request, out in zip(requests, outs, strict=True):
+            if type(out) is Part:
+                slot = Slot(request.id, op)
+                fut = slot.fut = out.fut
+                slot.index = out.index
+                if fut is not shared:
+                    shared = fut
+                    if not fut.done():
+                        fut.add_done_callback(self._on_done)
+                self._enqueue(slot)
+            elif isinstance(out, ActorbusError):
+                self._place(request, None, out)
+            else:
+                if type(out) not in PLAIN and deferred(out):
+                    self._defer(request, out)
+                else:
+                    self._place(request, out, None)
 
     def _accept(self, request: Request) -> None:
         self._counters.frames_in += 1
@@ -204,6 +263,10 @@ class Connection(asyncio.Protocol):
                         if type(out) not in PLAIN and deferred(out):
                             self._defer(request, out)
                             return
+        self._place(request, out, error)
+
+    def _place(self, request: Request, out: Any, error: ActorbusError | None) -> None:
+        """Answer a settled request now if nothing waits ahead of it, else queue it."""
         if not self._pending and not self._write_paused:
             # Nothing is waiting ahead of it: answer at once, no place in the order needed.
             assert self._encoder is not None

@@ -33,7 +33,7 @@ from ._wire import Request
 if TYPE_CHECKING:
     from ._system import Bus
 
-__all__ = ["Handler", "Server", "ServerStatistics", "serve_unix"]
+__all__ = ["BatchHandler", "Handler", "Server", "ServerStatistics", "serve_unix"]
 
 log = logging.getLogger("actorbus.server")
 
@@ -43,6 +43,12 @@ log = logging.getLogger("actorbus.server")
 #: iterator whose items the connection streams as ``event`` messages. Raising an
 #: ``ActorbusError`` answers that error.
 Handler = Callable[[Request], Any]
+
+#: An op's handler for several of its requests read together (consecutive frames of
+#: one read with that op): returns one outcome per request, in order, each what the
+#: op's :data:`Handler` would return, an ``ActorbusError`` instance (that request's
+#: error) or a :class:`~bus.Part` of a reply shared by several. Raising fails them all.
+BatchHandler = Callable[[list[Request]], list[Any]]
 
 
 class ServerStatistics(msgspec.Struct, frozen=True):
@@ -107,6 +113,8 @@ class Server:
         handlers: The ops it answers, by name (``ping`` and ``stats`` built in).
         statuses: Success statuses by op, for ops that do not answer 200 (``{"append":
             201}``), so a handler can return an actor's reply as it is.
+        batch_handlers: Ops that also take their requests read together (see
+            :data:`BatchHandler`); a lone request still goes to its :data:`Handler`.
         counters: Running totals (see :meth:`statistics`).
         inflight: Requests read and not yet answered, over every connection.
     """
@@ -118,6 +126,7 @@ class Server:
         config: ServerConfig,
         bus: Bus | None = None,
         statuses: Mapping[str, int] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -126,6 +135,7 @@ class Server:
         self.handlers: dict[str, Handler] = {OP_PING: _ping, OP_STATS: self._stats}
         self.handlers.update(handlers)
         self.statuses: dict[str, int] = dict(statuses or {})
+        self.batch_handlers: dict[str, BatchHandler] = dict(batch_handlers or {})
         self.counters = Counters()
         # Requests read and not yet answered (or, for a lost connection, not yet
         # finished). Changed by connections only: +1 per request read, -n as answers leave.
@@ -326,6 +336,7 @@ async def serve_unix(
     bus: Bus | None = None,
     backlog: int = 1024,
     statuses: Mapping[str, int] | None = None,
+    batch_handlers: Mapping[str, BatchHandler] | None = None,
 ) -> AsyncIterator[Server]:
     """Serve ``handlers`` on the Unix socket ``path`` for the duration of the block.
 
@@ -341,6 +352,8 @@ async def serve_unix(
         backlog: The listen backlog.
         statuses: Success statuses by op where not 200 (a :class:`Result` returned
             by a handler still names its own).
+        batch_handlers: Ops that also take consecutive requests read together, as
+            one call (:data:`BatchHandler`), e.g. to pass them on as one message.
 
     Yields:
         The running server.
@@ -348,7 +361,7 @@ async def serve_unix(
     Raises:
         SocketInUse: A live server holds ``path`` (or a non-socket file sits on it).
     """
-    server = Server(Path(path), handlers, config or ServerConfig(), bus, statuses)
+    server = Server(Path(path), handlers, config or ServerConfig(), bus, statuses, batch_handlers)
     await server.start(backlog)
     try:
         yield server

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PLAIN",
     "AnswerEncoder",
+    "Part",
     "Slot",
     "StreamSink",
     "deferred",
@@ -45,15 +46,35 @@ PLAIN: Final = frozenset({dict, list, str, int, float, bool, type(None), Result}
 STREAM_BATCH: Final = 256
 
 
+class Part:
+    """One request's answer within a shared reply: item ``index`` of the list ``fut`` gives.
+
+    What a batch handler returns for each request it passed on as part of one
+    message (e.g. appends of one session as one writer message). An item that is
+    an exception instance answers that request with the error; a failed ``fut``
+    answers every request sharing it with its error.
+    """
+
+    __slots__ = ("fut", "index")
+
+    def __init__(self, fut: asyncio.Future[Any], index: int) -> None:
+        self.fut = fut
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Part({self.fut!r}, {self.index})"
+
+
 class Slot:
     """One request's place in the answer order.
 
     Ready when ``fut`` is ``None`` (``value`` or ``error`` set) or done. A stream's
     ``fut`` is the task that pumps it; ``turn`` is set when the slot reaches the head,
     the moment the stream may write; ``end`` says why it was asked to stop early.
+    ``index`` is not negative when ``fut`` is shared: the answer is that item of its list.
     """
 
-    __slots__ = ("end", "error", "fut", "id", "op", "started", "turn", "value")
+    __slots__ = ("end", "error", "fut", "id", "index", "op", "started", "turn", "value")
 
     def __init__(self, rid: Any, op: str) -> None:
         self.id = rid
@@ -61,6 +82,7 @@ class Slot:
         self.value: Any = None
         self.error: ActorbusError | None = None
         self.fut: asyncio.Future[Any] | None = None
+        self.index = -1
         self.turn: asyncio.Future[None] | None = None
         self.end: str | None = None
         self.started = False
@@ -138,8 +160,19 @@ def settle(slot: Slot, fut: asyncio.Future[Any]) -> None:
         return
     exc = fut.exception()
     if exc is None:
-        slot.value = fut.result()
-    elif isinstance(exc, ActorbusError):
+        if slot.index < 0:
+            slot.value = fut.result()
+            return
+        try:
+            value = fut.result()[slot.index]
+        except Exception as bad:  # a shared reply without this request's item
+            slot.error = internal_error(bad, slot.op, "its shared reply had no answer for it")
+            return
+        if not isinstance(value, BaseException):
+            slot.value = value
+            return
+        exc = value
+    if isinstance(exc, ActorbusError):
         slot.error = exc
     else:
         slot.error = internal_error(exc, slot.op)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -276,6 +277,23 @@ class Request:
         except Exception as exc:
             raise InvalidRequest(describe_decode_error(exc, self.framing)) from None
         return result
+
+    @staticmethod
+    def decode_all(requests: Sequence[Request], type: type[T]) -> list[T] | None:
+        """Decode requests of one framing as ``type`` in one C-level pass.
+
+        Returns:
+            The decoded requests, or ``None`` when any of them fails (decode each
+            with :meth:`decode` then, to know which and why).
+        """
+        framing = requests[0].framing
+        decoder = _typed_decoders[framing].get(type)
+        if decoder is None:
+            decoder = _new_decoder(framing, type)
+        try:
+            return list(map(decoder.decode, [request.body for request in requests]))
+        except Exception:
+            return None
 
     def fields(self) -> dict[str, Any]:
         """Decode the frame as a plain map (``id`` and ``op`` included)."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,8 @@ import pytest
 from service_support import event, exchange, short_root
 
 from actorbus import Service, open_service
-from bus import Client
+from actors import session_path
+from bus import Client, FrameReader
 from contracts import (
     BusConfig,
     Config,
@@ -237,6 +240,43 @@ async def test_a_frame_over_max_frame_bytes_is_413_then_the_connection_closes() 
 
 
 async def test_a_full_session_mailbox_answers_503_overloaded_and_accepts_the_rest() -> None:
+    # Another process's lock on the log holds the writer's first job, so the appends
+    # read after it queue in its mailbox (one message per read) until it is full.
+    config = Config(bus=BusConfig(mailbox_size=2))
+    async with serving(config) as service:
+        await service.recorder.open_session("u", "s")
+        holder = os.open(session_path(service.root, "u", "s"), os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        reader = FrameReader(1 << 20, "jsonl")
+        answers: list[dict[str, Any]] = []
+        try:
+            async with await anyio.connect_unix(service.socket_path) as stream:
+                for i in range(6):
+                    frame = {
+                        "id": i,
+                        "op": "append",
+                        "event": msgspec.Raw(event("u", "s", f"r{i}")),
+                    }
+                    await stream.send(msgspec.json.encode(frame) + b"\n")
+                    await anyio.sleep(0.05)  # a read of its own: a writer message of its own
+                fcntl.flock(holder, fcntl.LOCK_UN)
+                with anyio.fail_after(10):
+                    while len(answers) < 6:
+                        reader.feed(await stream.receive())
+                        answers.extend(msgspec.json.decode(f) for f in reader.frames())
+        finally:
+            os.close(holder)
+        statuses = [a["status"] for a in answers]
+        assert statuses == [201, 201, 201, 503, 503, 503]
+        assert {a["error"]["code"] for a in answers if not a["ok"]} == {"Overloaded"}
+        written = [
+            msgspec.json.decode(x)["event"]["record_id"] for x in log_lines(service, "u", "s")
+        ]
+        assert written == ["r0", "r1", "r2"]
+
+
+async def test_appends_read_together_are_one_writer_message() -> None:
+    # 200 appends in one write fit a mailbox of 2: they reach the writer as one message.
     config = Config(bus=BusConfig(mailbox_size=2))
     async with serving(config) as service:
         await service.recorder.open_session("u", "s")
@@ -244,14 +284,18 @@ async def test_a_full_session_mailbox_answers_503_overloaded_and_accepts_the_res
             {"id": i, "op": "append", "event": msgspec.Raw(event("u", "s", f"r{i}"))}
             for i in range(200)
         ]
+        requests[7]["event"] = msgspec.Raw(b'{"record_id":"bad"}')  # fails alone
+        requests[9] = {"id": 9, "op": "append"}  # malformed: fails alone
         answers = await exchange(service.socket_path, "jsonl", requests)
-        codes = [a["error"]["code"] if not a["ok"] else a["status"] for a in answers]
-        assert "Overloaded" in codes
-        assert {a["status"] for a in answers if not a["ok"]} == {503}
-        written = {
+        assert [a["id"] for a in answers] == list(range(200))
+        assert answers[7]["error"]["code"] == "InvalidEvent"
+        assert answers[9]["error"]["code"] == "InvalidRequest"
+        good = [a for i, a in enumerate(answers) if i not in (7, 9)]
+        assert all(a["status"] == 201 for a in good)
+        written = [
             msgspec.json.decode(x)["event"]["record_id"] for x in log_lines(service, "u", "s")
-        }
-        assert written == {f"r{a['id']}" for a in answers if a["ok"]}
+        ]
+        assert written == [f"r{i}" for i in range(200) if i not in (7, 9)]
 
 
 async def test_a_run_whose_every_item_fails_is_502_provider_error() -> None:
