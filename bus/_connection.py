@@ -34,7 +34,7 @@ from ._slot import (
     settle,
     unknown_op_message,
 )
-from ._wire import FrameReader, Request, parse_request
+from ._wire import FrameReader, Request, parse_request, parse_requests
 
 if TYPE_CHECKING:
     from ._server import Server
@@ -171,7 +171,7 @@ class Connection(asyncio.Protocol):
                 if self._encoder is None:
                     self._encoder = AnswerEncoder(framing, self._counters, self._server.statuses)
                 if self._batch_handlers and len(frames) > 1:
-                    self._accept_all([parse_request(body, framing) for body in frames])
+                    self._accept_all(parse_requests(frames, framing))
                 else:
                     accept = self._accept
                     for body in frames:

@@ -8,6 +8,8 @@ import traceback
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import msgspec
+
 from contracts import (
     OP_EVENT,
     ActorbusError,
@@ -65,27 +67,25 @@ class Part:
         return f"Part({self.fut!r}, {self.index})"
 
 
-class Slot:
+class Slot(msgspec.Struct, eq=False):
     """One request's place in the answer order.
 
     Ready when ``fut`` is ``None`` (``value`` or ``error`` set) or done. A stream's
     ``fut`` is the task that pumps it; ``turn`` is set when the slot reaches the head,
     the moment the stream may write; ``end`` says why it was asked to stop early.
     ``index`` is not negative when ``fut`` is shared: the answer is that item of its list.
+    A msgspec Struct: built in C, one per request answered later.
     """
 
-    __slots__ = ("end", "error", "fut", "id", "index", "op", "started", "turn", "value")
-
-    def __init__(self, rid: Any, op: str) -> None:
-        self.id = rid
-        self.op = op
-        self.value: Any = None
-        self.error: ActorbusError | None = None
-        self.fut: asyncio.Future[Any] | None = None
-        self.index = -1
-        self.turn: asyncio.Future[None] | None = None
-        self.end: str | None = None
-        self.started = False
+    id: Any
+    op: str
+    value: Any = None
+    error: ActorbusError | None = None
+    fut: asyncio.Future[Any] | None = None
+    index: int = -1
+    turn: asyncio.Future[None] | None = None
+    end: str | None = None
+    started: bool = False
 
 
 class AnswerEncoder:
