@@ -223,16 +223,17 @@ class Connection(asyncio.Protocol):
                 self._place(request, None, error)
             return
         shared: asyncio.Future[Any] | None = None
+        pending = self._pending
         for request, out in zip(requests, outs, strict=True):
             if type(out) is Part:
-                slot = Slot(request.id, op)
-                fut = slot.fut = out.fut
-                slot.index = out.index
+                fut = out.fut
+                pending.append(Slot(request.id, op, fut=fut, index=out.index))
+                self._inflight += 1
+                self._server.inflight += 1
                 if fut is not shared:
                     shared = fut
                     if not fut.done():
                         fut.add_done_callback(self._on_done)
-                self._enqueue(slot)
             elif isinstance(out, ActorbusError):
                 self._place(request, None, out)
             else:
@@ -371,6 +372,10 @@ class Connection(asyncio.Protocol):
                         if turn is not None and not turn.done():
                             turn.set_result(None)
                         break
+                    if slot.index >= 0 and not fut.cancelled() and fut.exception() is None:
+                        # Parts of one shared reply: answer the whole run from its list.
+                        answered += encoder.answer_parts(pending, fut)
+                        continue
                     settle(slot, fut)
                 encoder.answer(slot.id, slot.op, slot.value, slot.error)
                 pending.popleft()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -127,6 +128,36 @@ class AnswerEncoder:
         errors[error.code] = errors.get(error.code, 0) + 1
         body = ErrorBody(error.code, error.message)
         self._writer.add(Response(rid, False, error.status, error=body), self.buffer)
+
+    def answer_parts(self, pending: deque[Slot], fut: asyncio.Future[Any]) -> int:
+        """Answer the run of slots at the head of ``pending`` that are parts of ``fut``.
+
+        ``fut`` completed with a list; each slot's answer is its item (an exception
+        instance answers that slot with the error). The slots answered are popped.
+
+        Returns:
+            How many were answered.
+        """
+        results = fut.result()
+        answered = 0
+        while pending:
+            slot = pending[0]
+            if slot.fut is not fut:
+                break
+            try:
+                value = results[slot.index]
+            except Exception:  # a shared reply without this slot's item: settle says so
+                settle(slot, fut)
+                self.answer(slot.id, slot.op, slot.value, slot.error)
+            else:
+                if isinstance(value, BaseException):
+                    settle(slot, fut)
+                    self.answer(slot.id, slot.op, slot.value, slot.error)
+                else:
+                    self.answer(slot.id, slot.op, value, None)
+            pending.popleft()
+            answered += 1
+        return answered
 
     def events(self, rid: Any, items: list[Any]) -> None:
         """Encode stream items as event messages of the stream ``rid``."""
