@@ -16,6 +16,7 @@ from _recording_support import GatedStore, event, logged, recording, tree
 
 from actors import FileSessionStore, session_path
 from actors._session_boundary import ENVELOPE_OVERHEAD  # layering: white-box, the size bound
+from bus import Part
 from contracts import (
     ActorbusError,
     AppendResult,
@@ -184,6 +185,38 @@ async def test_try_append_fails_fast_when_the_mailbox_is_full(tmp_path: Path) ->
             results.append(await queued)
         assert sorted(r.record_id for r in results) == ["r0", "r1"]
     assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r1"]
+
+
+async def test_try_append_many_queues_one_message_per_session_and_fails_alone(
+    tmp_path: Path,
+) -> None:
+    store = GatedStore(tmp_path)
+    async with recording(tmp_path, store=store, mailbox_size=1) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.open_session("u2", "s9")
+        first = recorder.try_append(event(0))  # the writer takes it and waits at the gate
+        await anyio.to_thread.run_sync(store.entered.wait)
+        outcomes = recorder.try_append_many(
+            [
+                event(1),
+                b"{not json",
+                event(2, user="u2", session="s9"),
+                event(3),  # behind r1 in the same message: a mailbox of one takes both
+            ]
+        )
+        assert type(outcomes[1]).__name__ == "InvalidEvent"
+        parts = [o for o in outcomes if isinstance(o, Part)]
+        assert len(parts) == 3 and parts[0].fut is parts[2].fut is not parts[1].fut
+        # The session's mailbox is full now: the next run fails with Overloaded, whole.
+        refused = recorder.try_append_many([event(4), event(5)])
+        assert [type(o).__name__ for o in refused] == ["Overloaded", "Overloaded"]
+        store.gate.set()
+        assert (await first).record_id == "r0"
+        replies = [(await part.fut)[part.index] for part in parts]
+        assert [r.record_id for r in replies] == ["r1", "r2", "r3"]
+        assert recorder.try_append_many([]) == []
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r1", "r3"]
+    assert [e["event"]["record_id"] for e in logged(tmp_path, "u2", "s9")] == ["r2"]
 
 
 async def test_fsync_mode_syncs_before_acknowledging(tmp_path: Path) -> None:

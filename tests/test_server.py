@@ -26,12 +26,14 @@ from bus import (
     ConnectionBroken,
     FrameReader,
     FrameWriter,
+    Part,
+    Request,
     SyncClient,
     Topic,
     open_bus,
     serve_unix,
 )
-from contracts import Framing, ServerConfig, ShuttingDown
+from contracts import Framing, InvalidEvent, ServerConfig, ShuttingDown
 
 
 @pytest.fixture
@@ -74,6 +76,88 @@ async def test_an_op_answers_its_configured_success_status_and_errors_keep_their
                     reader.feed(await stream.receive())
                     answers.extend(msgspec.json.decode(f) for f in reader.frames())
     assert [a["status"] for a in answers] == [201, 202, 201, 400, 200]
+
+
+async def _answers(sock_path: Path, requests: list[Any]) -> list[Any]:
+    """Send ``requests`` in one write (so they are read together); return the answers."""
+    stream = await anyio.connect_unix(sock_path)
+    async with stream:
+        writer = FrameWriter("jsonl")
+        await stream.send(b"".join(writer.encode(r) for r in requests))
+        reader = FrameReader(1 << 20, "jsonl")
+        answers: list[Any] = []
+        with anyio.fail_after(10):
+            while len(answers) < len(requests):
+                reader.feed(await stream.receive())
+                answers.extend(msgspec.json.decode(f) for f in reader.frames())
+    return answers
+
+
+@pytest.mark.anyio
+async def test_a_batch_handler_takes_a_run_of_its_op_and_answers_each_from_its_part(
+    sock_path: Path,
+) -> None:
+    runs: list[list[Any]] = []
+    replies: list[asyncio.Future[Any]] = []
+
+    def echo_many(requests: list[Request]) -> list[Any]:
+        # The items of a run share one reply, completed once the run was read whole;
+        # a request whose value is "bad" fails alone, before the shared reply.
+        values = [r.decode(dict[str, Any]).get("value") for r in requests]
+        runs.append(values)
+        shared: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        replies.append(shared)
+        items: list[Any] = []
+        for value in values:
+            items.append(ValueError("no value") if value is None else value * 10)
+        asyncio.get_running_loop().call_later(0.01, shared.set_result, items)
+        return [
+            InvalidEvent("bad value") if v == "bad" else Part(shared, i)
+            for i, v in enumerate(values)
+        ]
+
+    handlers = make_handlers()
+    async with serve_unix(sock_path, handlers, batch_handlers={"echo": echo_many}):
+        answers = await _answers(
+            sock_path,
+            [
+                {"id": 1, "op": "echo", "value": 1},
+                {"id": 2, "op": "echo", "value": 2},
+                {"id": 3, "op": "add", "a": 1, "b": 2},
+                {"id": 4, "op": "echo", "value": 4},  # a run of one: the plain handler
+                {"id": 5, "op": "add", "a": 2, "b": 3},
+                {"id": 6, "op": "echo", "value": "bad"},
+                {"id": 7, "op": "echo", "value": 7},
+                {"id": 8, "op": "echo"},
+            ],
+        )
+    assert [a["id"] for a in answers] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [a.get("result") for a in answers[:5]] == [10, 20, 3, 4, 5]
+    assert answers[5]["error"]["code"] == "InvalidEvent"
+    assert answers[6]["result"] == 70
+    # An exception in the shared reply answers that request 500, never its text.
+    assert answers[7]["status"] == 500 and "no value" not in answers[7]["error"]["message"]
+    assert runs == [[1, 2], ["bad", 7, None]]
+
+
+@pytest.mark.anyio
+async def test_a_batch_handler_that_raises_fails_its_run_and_the_connection_goes_on(
+    sock_path: Path,
+) -> None:
+    def broken(requests: list[Request]) -> list[Any]:
+        raise RuntimeError("a bug in the batch handler")
+
+    async with serve_unix(sock_path, make_handlers(), batch_handlers={"echo": broken}):
+        answers = await _answers(
+            sock_path,
+            [
+                {"id": 1, "op": "echo", "value": 1},
+                {"id": 2, "op": "echo", "value": 2},
+                {"id": 3, "op": "add", "a": 1, "b": 2},
+            ],
+        )
+    assert [a["status"] for a in answers] == [500, 500, 200]
+    assert "a bug" not in answers[0]["error"]["message"]
 
 
 # ---- peer credentials ------------------------------------------------------------------
