@@ -122,11 +122,13 @@ class RecordedAt:
             ``None`` reads the system clock.
     """
 
-    __slots__ = ("_clock", "_key", "_stamp")
+    __slots__ = ("_clock", "_key", "_second", "_second_text", "_stamp")
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock
         self._key: object = None
+        self._second = -1
+        self._second_text = ""
         self._stamp: tuple[str, bytes, bytes] = ("", b"", b"")
 
     def __call__(self) -> tuple[str, bytes, bytes]:
@@ -140,7 +142,13 @@ class RecordedAt:
             # The system clock: whole milliseconds since the epoch, exactly.
             millis = time.time_ns() // 1_000_000
             if millis != self._key:
-                self._restamp(millis, _EPOCH + timedelta(milliseconds=millis))
+                seconds, milli = divmod(millis, 1000)
+                if seconds != self._second:
+                    # The date and time up to the second, formatted once a second.
+                    self._second = seconds
+                    self._second_text = format_recorded_at(_EPOCH + timedelta(seconds=seconds))[:20]
+                self._key = millis
+                self._set_stamp(f"{self._second_text}{milli:03d}Z")
             return self._stamp
         moment = self._clock()
         if moment.tzinfo is not UTC:
@@ -159,9 +167,11 @@ class RecordedAt:
         return self._stamp
 
     def _restamp(self, key: object, moment: datetime) -> None:
-        text = format_recorded_at(moment)
-        prefix = b'{"recorded_at":"' + text.encode() + b'","event":'
         self._key = key
+        self._set_stamp(format_recorded_at(moment))
+
+    def _set_stamp(self, text: str) -> None:
+        prefix = b'{"recorded_at":"' + text.encode() + b'","event":'
         self._stamp = (text, prefix, b"}\n" + prefix)
 
 

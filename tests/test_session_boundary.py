@@ -108,6 +108,20 @@ def test_recorded_at_from_the_system_clock_matches_the_pattern() -> None:
     assert abs(now - stamped) < timedelta(minutes=1)
 
 
+@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.integers(0, 2_500))
+@settings(max_examples=200, deadline=None)
+def test_system_clock_stamps_are_exact_across_seconds(start_ms: int, step_ms: int) -> None:
+    # The system clock's stamp reuses the text up to the second: every millisecond,
+    # across second, day and year boundaries, must still read as the exact moment.
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    stamp = RecordedAt()
+    for millis in (start_ms, start_ms + step_ms, start_ms + 2 * step_ms + 1):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("actors._session_boundary.time.time_ns", lambda m=millis: m * 1_000_000)
+            text = stamp()[0]
+        assert text == format_recorded_at(epoch + timedelta(milliseconds=millis))
+
+
 def test_recorded_at_follows_an_injected_clock() -> None:
     moments = iter(
         [datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)]
