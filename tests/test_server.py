@@ -43,6 +43,21 @@ def sock_path() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+async def _answers(sock_path: Path, requests: list[Any]) -> list[Any]:
+    """Send ``requests`` in one write (so they are read together); return the answers."""
+    stream = await anyio.connect_unix(sock_path)
+    async with stream:
+        writer = FrameWriter("jsonl")
+        await stream.send(b"".join(writer.encode(r) for r in requests))
+        reader = FrameReader(1 << 20, "jsonl")
+        answers: list[Any] = []
+        with anyio.fail_after(10):
+            while len(answers) < len(requests):
+                reader.feed(await stream.receive())
+                answers.extend(msgspec.json.decode(f) for f in reader.frames())
+    return answers
+
+
 @pytest.mark.anyio
 async def test_leaving_the_block_removes_the_socket_file(sock_path: Path) -> None:
     async with serve_unix(sock_path, {}):
@@ -58,39 +73,17 @@ async def test_an_op_answers_its_configured_success_status_and_errors_keep_their
 ) -> None:
     statuses = {"echo": 201, "slow": 202}
     async with serve_unix(sock_path, make_handlers(), statuses=statuses):
-        stream = await anyio.connect_unix(sock_path)
-        async with stream:
-            writer = FrameWriter("jsonl")
-            requests = [
+        answers = await _answers(
+            sock_path,
+            [
                 {"id": 1, "op": "echo", "value": 1},
                 {"id": 2, "op": "slow", "seconds": 0.01},
                 {"id": 3, "op": "created"},
                 {"id": 4, "op": "echo", "value": 1, "bad": 1},
                 {"id": 5, "op": "add", "a": 1, "b": 2},
-            ]
-            await stream.send(b"".join(writer.encode(r) for r in requests))
-            reader = FrameReader(1 << 20, "jsonl")
-            answers: list[Any] = []
-            with anyio.fail_after(10):
-                while len(answers) < len(requests):
-                    reader.feed(await stream.receive())
-                    answers.extend(msgspec.json.decode(f) for f in reader.frames())
+            ],
+        )
     assert [a["status"] for a in answers] == [201, 202, 201, 400, 200]
-
-
-async def _answers(sock_path: Path, requests: list[Any]) -> list[Any]:
-    """Send ``requests`` in one write (so they are read together); return the answers."""
-    stream = await anyio.connect_unix(sock_path)
-    async with stream:
-        writer = FrameWriter("jsonl")
-        await stream.send(b"".join(writer.encode(r) for r in requests))
-        reader = FrameReader(1 << 20, "jsonl")
-        answers: list[Any] = []
-        with anyio.fail_after(10):
-            while len(answers) < len(requests):
-                reader.feed(await stream.receive())
-                answers.extend(msgspec.json.decode(f) for f in reader.frames())
-    return answers
 
 
 @pytest.mark.anyio
