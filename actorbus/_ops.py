@@ -60,6 +60,17 @@ _ENVELOPE = msgspec.json.Decoder()
 _EVENT_OF = operator.attrgetter("event")
 
 
+def _event_of(request: Request) -> Any:
+    """An ``append`` request's event: its bytes as sent (JSON Lines) or its value (MessagePack).
+
+    Raises:
+        InvalidRequest: The request is malformed.
+    """
+    if request.framing == "jsonl":
+        return bytes(request.decode(RawAppendRequest).event)
+    return request.decode(AppendRequest).event
+
+
 def batch_item(outcome: AppendResult | ActorbusError) -> dict[str, Any]:
     """One entry of an ``append.batch`` result: the response object one ``append`` would get."""
     if isinstance(outcome, ActorbusError):
@@ -155,11 +166,7 @@ class ServiceOps:
             EventTooLarge: The event's line is over ``max_event_bytes``.
             Overloaded: The session writer's mailbox is full.
         """
-        event: Any
-        if request.framing == "jsonl":
-            event = bytes(request.decode(RawAppendRequest).event)
-        else:
-            event = request.decode(AppendRequest).event
+        event = _event_of(request)
         if self._order:
             held = self._order.hold(event)
             if held is not None:
@@ -183,13 +190,9 @@ class ServiceOps:
                 return self._recorder.try_append_many(list(map(bytes, map(_EVENT_OF, raw))))
         events: list[Any] = []
         outcomes: list[Any] = []
-        jsonl = requests[0].framing == "jsonl"
         for request in requests:
             try:
-                if jsonl:
-                    events.append(bytes(request.decode(RawAppendRequest).event))
-                else:
-                    events.append(request.decode(AppendRequest).event)
+                events.append(_event_of(request))
             except ActorbusError as exc:
                 outcomes.append(exc)
             else:

@@ -23,7 +23,7 @@ from typing import Any, cast
 import anyio
 
 from bus import ActorRef, Bus, Part
-from contracts import ActorbusError, AppendResult, EventHead, RecorderConfig
+from contracts import ActorbusError, AppendResult, RecorderConfig
 
 from ._session_boundary import EventCheck, check_id
 from ._session_committer import Committer, SessionStore
@@ -171,42 +171,40 @@ class Recorder:
         A session whose writer's mailbox is full gets ``Overloaded`` for its events
         (nothing of them queued); the other sessions' events are queued.
         """
-        heads = self._heads_at_once(events)
-        if heads is not None and self._one_session(heads):
-            head = heads[0]
-            try:
-                fut = self._writer(head.user_id, head.session_id).try_ask(
-                    AppendBatch(list(events), list(map(_RECORD_ID_OF, heads)))  # type: ignore[arg-type]
-                )
-            except ActorbusError as exc:
-                return [type(exc)(exc.message) for _ in events]
-            return list(map(Part, repeat(fut), range(len(events))))  # type: ignore[arg-type]
         outcomes: list[Part | ActorbusError | None] = [None] * len(events)
-        groups = self._group(events, heads, outcomes)
-        for key, (indices, raws, ids) in groups.items():
+        for key, (indices, raws, ids) in self._group(events, outcomes).items():
             try:
                 fut = self._writer(*key).try_ask(AppendBatch(raws, ids))
             except ActorbusError as exc:
                 for index in indices:
                     outcomes[index] = type(exc)(exc.message)
                 continue
+            if len(indices) == len(events):  # one session, every event valid
+                return list(map(Part, repeat(fut), indices))  # type: ignore[arg-type]
             for at, index in enumerate(indices):
                 outcomes[index] = Part(fut, at)  # type: ignore[arg-type]
         return cast(list[Part | ActorbusError], outcomes)
 
     def _group(
-        self,
-        events: Sequence[Event],
-        heads: list[EventHead] | None,
-        outcomes: list[Any],
-    ) -> dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]]:
+        self, events: Sequence[Event], outcomes: list[Any]
+    ) -> dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]]:
         """Validate ``events``; group the valid ones by session, errors into ``outcomes``.
 
-        Per session: the events' places in ``events``, their bytes and their ids.
+        Per session, in order: the events' places in ``events``, their bytes and
+        their ids. The common batch (plain events, one session) is validated in
+        C-level passes and makes one group without a Python loop per event.
         """
-        groups: dict[tuple[str, str], tuple[list[int], list[bytes], list[str]]] = {}
+        heads = self._heads_at_once(events)
+        if heads is not None and self._one_session(heads):
+            head = heads[0]
+            plain = cast(list[bytes], list(events))  # heads_at_once took only bytes
+            ids = list(map(_RECORD_ID_OF, heads))
+            return {(head.user_id, head.session_id): (range(len(events)), plain, ids)}
+        groups: dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]] = {}
         key: tuple[str, str] | None = None
-        group: tuple[list[int], list[bytes], list[str]] = ([], [], [])
+        places: list[int] = []
+        raws: list[bytes] = []
+        ids = []
         for index, checked in enumerate(self._check_batch(events, heads)):
             if isinstance(checked, ActorbusError):
                 outcomes[index] = checked
@@ -214,10 +212,12 @@ class Recorder:
             raw, head = checked
             if key is None or head.session_id != key[1] or head.user_id != key[0]:
                 key = (head.user_id, head.session_id)
-                group = groups.setdefault(key, ([], [], []))
-            group[0].append(index)
-            group[1].append(raw)
-            group[2].append(head.record_id)
+                if key not in groups:
+                    groups[key] = ([], [], [])
+                places, raws, ids = groups[key]  # type: ignore[assignment]
+            places.append(index)
+            raws.append(raw)
+            ids.append(head.record_id)
         return groups
 
     async def append_batch(self, events: Sequence[Event]) -> list[AppendResult | ActorbusError]:
@@ -226,17 +226,8 @@ class Recorder:
         An invalid event fails alone. Events of one session are written in the
         order given, as one message to its writer.
         """
-        heads = self._heads_at_once(events)
-        if heads is not None and self._one_session(heads):
-            # The common batch: plain events, one session. Validated in C-level
-            # passes; one message to the writer; its replies are the results.
-            head = heads[0]
-            reply: list[AppendResult | ActorbusError] = await self._writer(
-                head.user_id, head.session_id
-            ).ask(AppendBatch(list(events), list(map(_RECORD_ID_OF, heads))))  # type: ignore[arg-type]
-            return reply
         results: list[AppendResult | ActorbusError | None] = [None] * len(events)
-        groups = self._group(events, heads, results)
+        groups = self._group(events, results)
         asks = [
             self._writer(*key).ask(AppendBatch(raws, ids)) for key, (_, raws, ids) in groups.items()
         ]
