@@ -83,7 +83,7 @@ class Recorder:
         checker = EventCheck(config.max_event_bytes)
         self._check = checker.check
         self._check_batch = checker.check_batch
-        self._one_session = checker.one_session
+        self._session_batch = checker.session_batch
         self._heads_at_once = checker.heads_at_once
         # Writer references by (user_id, session_id); loop thread only.
         self._refs: dict[tuple[str, str], ActorRef] = {}
@@ -194,17 +194,17 @@ class Recorder:
         their ids. The common batch (plain events, one session) is validated in
         C-level passes and makes one group without a Python loop per event.
         """
+        one = self._session_batch(events)
+        if one is not None:
+            session, record_ids = one
+            plain = cast(list[bytes], list(events))  # session_batch takes only bytes
+            return {session: (range(len(events)), plain, record_ids)}
         heads = self._heads_at_once(events)
-        if heads is not None and self._one_session(heads):
-            head = heads[0]
-            plain = cast(list[bytes], list(events))  # heads_at_once took only bytes
-            ids = list(map(_RECORD_ID_OF, heads))
-            return {(head.user_id, head.session_id): (range(len(events)), plain, ids)}
         groups: dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]] = {}
         key: tuple[str, str] | None = None
         places: list[int] = []
         raws: list[bytes] = []
-        ids = []
+        ids: list[str] = []
         for index, checked in enumerate(self._check_batch(events, heads)):
             if isinstance(checked, ActorbusError):
                 outcomes[index] = checked

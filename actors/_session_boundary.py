@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -33,9 +33,12 @@ __all__ = [
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HEAD = msgspec.json.Decoder(EventHead)
-_SESSION_OF = operator.attrgetter("user_id", "session_id")
 _RECORD_ID_OF = operator.attrgetter("record_id")
-_SOURCE_OF = operator.attrgetter("source")
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# A batch this small is validated event by event (a session decoder gains nothing).
+_SESSION_BATCH_MIN = 4
+_SESSION_DECODERS_MAX = 64
+_SCAN_SLICE = 128
 _ENCODER = msgspec.json.Encoder()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -189,11 +192,14 @@ class EventCheck:
         max_event_bytes: The bound on one whole line, envelope and newline included.
     """
 
-    __slots__ = ("max_event_bytes", "max_raw_bytes")
+    __slots__ = ("_session_decoders", "_sessions_seen", "max_event_bytes", "max_raw_bytes")
 
     def __init__(self, max_event_bytes: int) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_raw_bytes = max_event_bytes - ENVELOPE_OVERHEAD
+        # Per-session batch decoders (see session_batch); bounded, cleared when full.
+        self._session_decoders: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        self._sessions_seen: set[tuple[str, str]] = set()
 
     def check(self, event: bytes | Mapping[str, Any]) -> tuple[bytes, EventHead]:
         """Validate one event; return the bytes to embed and its required fields.
@@ -211,6 +217,32 @@ class EventCheck:
                 empty or not a string, or an unsafe ``user_id``/``session_id``.
             EventTooLarge: The line would exceed ``max_event_bytes``.
         """
+        if (
+            type(event) is bytes
+            and len(event) <= self.max_raw_bytes
+            and 10 not in event
+            and 13 not in event
+            and event.isascii()
+        ):
+            # The common event: one line, ASCII, under the bound. Decoded once; any
+            # doubt (an error, an empty field, an id not yet known safe) goes the
+            # long way below, which gives the precise error.
+            try:
+                head = _HEAD.decode(event)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                pass
+            else:
+                if (
+                    head.record_id
+                    and head.source
+                    and head.user_id in _KNOWN_SAFE
+                    and head.session_id in _KNOWN_SAFE
+                ):
+                    return event, head
+        return self._check_any(event)
+
+    def _check_any(self, event: bytes | Mapping[str, Any]) -> tuple[bytes, EventHead]:
+        """:meth:`check` for any event shape, with its precise errors."""
         if type(event) is bytes:
             raw = event
         elif isinstance(event, bytearray | memoryview):
@@ -304,38 +336,100 @@ class EventCheck:
                 results.append(exc)
         return results
 
-    def one_session(self, heads: list[EventHead]) -> bool:
-        """Whether decoded heads (:meth:`heads_at_once`) are all for one known-safe session.
+    def session_batch(
+        self, events: Sequence[bytes | Mapping[str, Any]]
+    ) -> tuple[tuple[str, str], list[str]] | None:
+        """The session and record ids of a plain batch of one known-safe session, or ``None``.
 
-        And every ``record_id`` and ``source`` non-empty. Every step is a C-level pass
-        over the batch; the caller then skips per-event validation and grouping. A
-        batch this does not settle goes through :meth:`check_batch`.
+        Plain: every event bytes, one line, ASCII and under the size bound. The
+        events are decoded by a decoder made for their session, whose type takes
+        only that ``user_id`` and ``session_id`` and non-empty ``record_id`` and
+        ``source``, so the decoder itself checks every event of the batch in C and
+        no Python loop or grouping runs per event. A session gets its decoder the
+        second time it sends such a batch (making one costs about as much as
+        decoding a few hundred events). ``None``: the batch is not that shape, or
+        its session has no decoder yet; :meth:`check_batch` then settles it.
         """
-        sessions = set(map(_SESSION_OF, heads))
-        if len(sessions) != 1:
+        if len(events) < _SESSION_BATCH_MIN or not self._plain(events):
+            return None
+        try:
+            first = _HEAD.decode(events[0])  # type: ignore[arg-type]
+            last = _HEAD.decode(events[-1])  # type: ignore[arg-type]
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
+        key = (first.user_id, first.session_id)
+        if (
+            key != (last.user_id, last.session_id)
+            or first.user_id not in _KNOWN_SAFE
+            or first.session_id not in _KNOWN_SAFE
+        ):
+            return None
+        decode = self._session_decoders.get(key)
+        if decode is None:
+            decode = self._session_decoder(key)
+            if decode is None:
+                return None
+        try:
+            heads = list(map(decode, events))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
+        return key, list(map(_RECORD_ID_OF, heads))
+
+    def _session_decoder(self, key: tuple[str, str]) -> Callable[[Any], Any] | None:
+        """Make ``key``'s decoder if the session was seen before; else remember it."""
+        seen = self._sessions_seen
+        if key not in seen:
+            if len(seen) >= _SESSION_DECODERS_MAX:
+                seen.clear()
+            seen.add(key)
+            return None
+        user_id, session_id = key
+        head = msgspec.defstruct(
+            "SessionHead",
+            [
+                ("record_id", _NonEmpty),
+                ("user_id", Literal[user_id]),
+                ("session_id", Literal[session_id]),
+                ("source", _NonEmpty),
+            ],
+            frozen=True,
+            gc=False,
+        )
+        decoders = self._session_decoders
+        if len(decoders) >= _SESSION_DECODERS_MAX:
+            decoders.clear()
+        decode: Callable[[Any], Any] = msgspec.json.Decoder(head).decode
+        decoders[key] = decode
+        return decode
+
+    def _plain(self, events: Sequence[bytes | Mapping[str, Any]]) -> bool:
+        """Whether every event is bytes, under the size bound, on one line and ASCII.
+
+        The scans run over slices joined a few at a time: one allocation of the
+        whole batch would be large enough for the allocator to map and unmap it
+        each time, which costs more than the scans.
+        """
+        if not events or set(map(type, events)) != {bytes}:
             return False
-        ((user_id, session_id),) = sessions
-        if user_id not in _KNOWN_SAFE or session_id not in _KNOWN_SAFE:
+        plain: Sequence[bytes] = events  # type: ignore[assignment]
+        if max(map(len, plain)) > self.max_raw_bytes:
             return False
-        return all(map(_RECORD_ID_OF, heads)) and all(map(_SOURCE_OF, heads))
+        for at in range(0, len(plain), _SCAN_SLICE):
+            joined = b"".join(plain[at : at + _SCAN_SLICE])
+            if 10 in joined or 13 in joined or not joined.isascii():
+                return False
+        return True
 
     def heads_at_once(self, events: Sequence[bytes | Mapping[str, Any]]) -> list[EventHead] | None:
         """Every event's head, decoded without a Python loop, or ``None`` if not plain.
 
         Each event is decoded on its own (a ``map`` over the C decoder), so each
-        must be exactly one JSON object; the scans for line breaks and non-ASCII
-        run once over the joined bytes, which is the same as scanning each event.
+        must be exactly one JSON object; see :meth:`_plain` for the rest.
         """
-        if not events or set(map(type, events)) != {bytes}:
-            return None
-        plain: Sequence[bytes] = events  # type: ignore[assignment]
-        if max(map(len, plain)) > self.max_raw_bytes:
-            return None
-        joined = b"".join(plain)
-        if 10 in joined or 13 in joined or not joined.isascii():
+        if not self._plain(events):
             return None
         try:
-            return list(map(_HEAD.decode, plain))
+            return list(map(_HEAD.decode, events))  # type: ignore[arg-type]
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
 

@@ -264,3 +264,65 @@ def test_batch_check_agrees_with_the_single_check(events: list[bytes]) -> None:
             assert not isinstance(outcome, Exception)
             assert outcome[0] == expected[0]
             assert msgspec.structs.asdict(outcome[1]) == msgspec.structs.asdict(expected[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_strategy)
+def test_the_fast_single_check_agrees_with_the_full_one(events: list[bytes]) -> None:
+    checker = EventCheck(200)
+    for raw in events:
+        try:
+            expected = checker._check_any(raw)
+        except (InvalidEvent, EventTooLarge) as exc:
+            with pytest.raises(type(exc)):
+                checker.check(raw)
+        else:
+            got = checker.check(raw)
+            assert got[0] == expected[0]
+            assert msgspec.structs.asdict(got[1]) == msgspec.structs.asdict(expected[1])
+
+
+one_session_batches = st.lists(
+    st.builds(
+        lambda rid, sid, source: event(record_id=rid, user_id="u1", session_id=sid, source=source),
+        st.sampled_from(["r1", "r2", ""]),
+        st.sampled_from(["s1", "s1", "s1", "s2"]),
+        st.sampled_from(["t", "t", ""]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_session_batches)
+def test_a_session_batch_is_taken_whole_only_when_every_event_is_valid_and_of_one_session(
+    events: list[bytes],
+) -> None:
+    checker = EventCheck(400)
+    check_id("u1", "user_id")
+    check_id("s1", "session_id")
+    check_id("s2", "session_id")
+    expected = checker.check_batch(events)
+    valid = [outcome for outcome in expected if not isinstance(outcome, Exception)]
+    sessions = {(head.user_id, head.session_id) for _, head in valid}
+    whole = len(events) >= 4 and len(valid) == len(events) and len(sessions) == 1
+    # The first sight of a session never uses a session decoder; the second may.
+    assert checker.session_batch(events) is None
+    got = checker.session_batch(events)
+    if not whole:
+        assert got is None
+    else:
+        assert got == (sessions.pop(), [head.record_id for _, head in valid])
+
+
+def test_session_decoders_are_bounded() -> None:
+    checker = EventCheck(400)
+    check_id("u1", "user_id")
+    for n in range(200):
+        session = f"bound{n}"
+        check_id(session, "session_id")
+        batch = [event(record_id=f"r{i}", user_id="u1", session_id=session) for i in range(4)]
+        assert checker.session_batch(batch) is None
+        assert checker.session_batch(batch) == (("u1", session), ["r0", "r1", "r2", "r3"])
+    assert len(checker._session_decoders) <= 64
+    assert len(checker._sessions_seen) <= 64
