@@ -81,7 +81,7 @@ async def _run_producers(
 
 async def append_inproc_acked(ctx: Context) -> Measurement:
     total = ctx.scale(200_000, 40_000)
-    figures = []
+    figures: list[float] = []
     best_latencies: list[float] = []
     for _ in range(ctx.scale(3, 2)):
         latencies: list[float] = []

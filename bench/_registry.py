@@ -15,6 +15,7 @@ MODULES: list[str] = [
     "bench._socket",
     "bench._enrich",
     "bench._recording",
+    "bench._floors",
     "bench._service",
 ]
 
