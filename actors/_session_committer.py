@@ -190,8 +190,8 @@ class Committer:
                 jobs, self._queue = self._queue, []
             done: list[tuple[Callable[[Outcome], None], Outcome]] = []
             for job in jobs:
-                key = (job.user_id, job.session_id)
                 if held:
+                    key = (job.user_id, job.session_id)
                     with cond:
                         waiting = held.get(key)
                         if waiting is not None:
@@ -203,6 +203,7 @@ class Committer:
                     )
                 except LockContended:
                     self.contended += 1
+                    key = (job.user_id, job.session_id)
                     with cond:
                         held[key] = [job]
                     try:

@@ -562,6 +562,11 @@ class Cell:
 
     def _settle(self, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
         """Answer a batch's askers from its completed future or Later."""
+        if type(fut) is Later:
+            results = fut.result()  # None unless resolved
+            if type(results) is list and len(results) == len(items):
+                self._reply(items, results)  # the usual answer, without the checks below
+                return
         if fut.cancelled():
             error: BaseException | None = ShuttingDown(
                 f"{self.label()}: stopped before it answered"
