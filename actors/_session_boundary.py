@@ -412,11 +412,14 @@ class EventCheck:
         if not events or set(map(type, events)) != {bytes}:
             return False
         plain: Sequence[bytes] = events  # type: ignore[assignment]
-        if max(map(len, plain)) > self.max_raw_bytes:
-            return False
+        bound = self.max_raw_bytes
         for at in range(0, len(plain), _SCAN_SLICE):
-            joined = b"".join(plain[at : at + _SCAN_SLICE])
+            part = plain[at : at + _SCAN_SLICE]
+            joined = b"".join(part)
             if 10 in joined or 13 in joined or not joined.isascii():
+                return False
+            # A slice whose events together fit the bound needs no look at each size.
+            if len(joined) > bound and max(map(len, part)) > bound:
                 return False
         return True
 

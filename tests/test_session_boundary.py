@@ -326,3 +326,17 @@ def test_session_decoders_are_bounded() -> None:
         assert checker.session_batch(batch) == (("u1", session), ["r0", "r1", "r2", "r3"])
     assert len(checker._session_decoders) <= 64
     assert len(checker._sessions_seen) <= 64
+
+
+def test_a_batch_with_one_event_over_the_bound_is_not_taken_whole() -> None:
+    small = [event(record_id=f"r{i}") for i in range(6)]
+    bound = max(map(len, small)) + ENVELOPE_OVERHEAD  # each fits; together they do not
+    checker = EventCheck(bound)
+    assert checker.heads_at_once(small) is not None
+    big = event(record_id="r9", pad="x" * 50)
+    for place in (0, 3, 6):
+        batch = [*small[:place], big, *small[place:]]
+        assert checker.heads_at_once(batch) is None
+        outcomes = checker.check_batch(batch)
+        assert isinstance(outcomes[place], EventTooLarge)
+        assert sum(isinstance(o, Exception) for o in outcomes) == 1
