@@ -34,6 +34,9 @@ __all__ = [
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HEAD = msgspec.json.Decoder(EventHead)
 _RECORD_ID_OF = operator.attrgetter("record_id")
+_USER_ID_OF = operator.attrgetter("user_id")
+_SESSION_ID_OF = operator.attrgetter("session_id")
+_SOURCE_OF = operator.attrgetter("source")
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 # A batch this small is validated event by event (a session decoder gains nothing).
 _SESSION_BATCH_MIN = 4
@@ -183,6 +186,21 @@ class _Unset:
 
 
 _UNSET = _Unset()
+
+
+def _all_of(heads: list[EventHead], key: tuple[str, str]) -> bool:
+    """Whether every head is of session ``key``, with a non-empty record_id and source.
+
+    What a session decoder checks, done here in C-level passes over generic heads
+    (for a session that has no decoder yet).
+    """
+    user_id, session_id = key
+    return (
+        set(map(_USER_ID_OF, heads)) == {user_id}
+        and set(map(_SESSION_ID_OF, heads)) == {session_id}
+        and all(map(_RECORD_ID_OF, heads))
+        and all(map(_SOURCE_OF, heads))
+    )
 
 
 class EventCheck:
@@ -347,8 +365,10 @@ class EventCheck:
         ``source``, so the decoder itself checks every event of the batch in C and
         no Python loop or grouping runs per event. A session gets its decoder the
         second time it sends such a batch (making one costs about as much as
-        decoding a few hundred events). ``None``: the batch is not that shape, or
-        its session has no decoder yet; :meth:`check_batch` then settles it.
+        decoding a few hundred events); until then the events are decoded
+        generically and the same checks run as C-level passes over the heads.
+        ``None``: the batch is not that shape (not plain, several sessions, an
+        invalid event); :meth:`check_batch` then settles it event by event.
         """
         if len(events) < _SESSION_BATCH_MIN or not self._plain(events):
             return None
@@ -364,14 +384,13 @@ class EventCheck:
             or first.session_id not in _KNOWN_SAFE
         ):
             return None
-        decode = self._session_decoders.get(key)
-        if decode is None:
-            decode = self._session_decoder(key)
-            if decode is None:
-                return None
+        decode = self._session_decoders.get(key) or self._session_decoder(key)
+        generic: Callable[[Any], Any] = _HEAD.decode
         try:
-            heads = list(map(decode, events))
+            heads = list(map(decode or generic, events))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return None
+        if decode is None and not _all_of(heads, key):
             return None
         return key, list(map(_RECORD_ID_OF, heads))
 

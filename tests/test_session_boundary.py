@@ -306,13 +306,16 @@ def test_a_session_batch_is_taken_whole_only_when_every_event_is_valid_and_of_on
     valid = [outcome for outcome in expected if not isinstance(outcome, Exception)]
     sessions = {(head.user_id, head.session_id) for _, head in valid}
     whole = len(events) >= 4 and len(valid) == len(events) and len(sessions) == 1
-    # The first sight of a session never uses a session decoder; the second may.
-    assert checker.session_batch(events) is None
-    got = checker.session_batch(events)
+    # The first sight of a session is checked on generic heads, the second by the
+    # session's own decoder: both must agree with the per-event check.
+    first = checker.session_batch(events)
+    second = checker.session_batch(events)
     if not whole:
-        assert got is None
+        assert first is None and second is None
     else:
-        assert got == (sessions.pop(), [head.record_id for _, head in valid])
+        session = sessions.pop()
+        assert first == second == (session, [head.record_id for _, head in valid])
+        assert session in checker._session_decoders
 
 
 def test_session_decoders_are_bounded() -> None:
@@ -322,8 +325,9 @@ def test_session_decoders_are_bounded() -> None:
         session = f"bound{n}"
         check_id(session, "session_id")
         batch = [event(record_id=f"r{i}", user_id="u1", session_id=session) for i in range(4)]
-        assert checker.session_batch(batch) is None
-        assert checker.session_batch(batch) == (("u1", session), ["r0", "r1", "r2", "r3"])
+        for _ in range(2):  # generic heads, then the session's decoder
+            assert checker.session_batch(batch) == (("u1", session), ["r0", "r1", "r2", "r3"])
+        assert ("u1", session) in checker._session_decoders
     assert len(checker._session_decoders) <= 64
     assert len(checker._sessions_seen) <= 64
 
