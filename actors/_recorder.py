@@ -83,8 +83,7 @@ class Recorder:
         checker = EventCheck(config.max_event_bytes)
         self._check = checker.check
         self._check_batch = checker.check_batch
-        self._session_batch = checker.session_batch
-        self._heads_at_once = checker.heads_at_once
+        self._plain_batch = checker.plain_batch
         # Writer references by (user_id, session_id); loop thread only.
         self._refs: dict[tuple[str, str], ActorRef] = {}
         self.committer = Committer(bus.loop, self._store)
@@ -194,12 +193,11 @@ class Recorder:
         their ids. The common batch (plain events, one session) is validated in
         C-level passes and makes one group without a Python loop per event.
         """
-        one = self._session_batch(events)
+        one, heads = self._plain_batch(events)
         if one is not None:
             session, record_ids = one
-            plain = cast(list[bytes], list(events))  # session_batch takes only bytes
+            plain = cast(list[bytes], list(events))  # plain_batch takes only bytes
             return {session: (range(len(events)), plain, record_ids)}
-        heads = self._heads_at_once(events)
         groups: dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]] = {}
         key: tuple[str, str] | None = None
         places: list[int] = []

@@ -215,7 +215,7 @@ class EventCheck:
     def __init__(self, max_event_bytes: int) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_raw_bytes = max_event_bytes - ENVELOPE_OVERHEAD
-        # Per-session batch decoders (see session_batch); bounded, cleared when full.
+        # Per-session batch decoders (see plain_batch); bounded, cleared when full.
         self._session_decoders: dict[tuple[str, str], Callable[[Any], Any]] = {}
         self._sessions_seen: set[tuple[str, str]] = set()
 
@@ -354,45 +354,61 @@ class EventCheck:
                 results.append(exc)
         return results
 
-    def session_batch(
+    def plain_batch(
         self, events: Sequence[bytes | Mapping[str, Any]]
-    ) -> tuple[tuple[str, str], list[str]] | None:
-        """The session and record ids of a plain batch of one known-safe session, or ``None``.
+    ) -> tuple[tuple[tuple[str, str], list[str]] | None, list[EventHead] | None]:
+        """Validate a batch in C-level passes as far as its shape allows.
 
-        Plain: every event bytes, one line, ASCII and under the size bound. The
-        events are decoded by a decoder made for their session, whose type takes
-        only that ``user_id`` and ``session_id`` and non-empty ``record_id`` and
-        ``source``, so the decoder itself checks every event of the batch in C and
-        no Python loop or grouping runs per event. A session gets its decoder the
-        second time it sends such a batch (making one costs about as much as
-        decoding a few hundred events); until then the events are decoded
-        generically and the same checks run as C-level passes over the heads.
-        ``None``: the batch is not that shape (not plain, several sessions, an
-        invalid event); :meth:`check_batch` then settles it event by event.
+        Plain: every event bytes, one line, ASCII and under the size bound.
+
+        Returns:
+            ``(session, record_ids), None`` for a plain batch of one known-safe
+            session whose every event is valid: the caller needs no per-event
+            step. ``None, heads`` for another plain batch: every event's decoded
+            head, for :meth:`check_batch`. ``None, None`` when the batch is not
+            plain (or an event is not a JSON object): :meth:`check_batch` then
+            checks each event from scratch.
+
+        A session's events are decoded by a decoder made for that session, whose
+        type takes only that ``user_id`` and ``session_id`` and non-empty
+        ``record_id`` and ``source``, so the decoder itself checks every event in
+        C. A session gets its decoder the second time it sends such a batch
+        (making one costs about as much as decoding a few hundred events); until
+        then the events are decoded generically and the same checks run as C-level
+        passes over the heads. Nothing is scanned or decoded twice, except a batch
+        a session decoder rejects, which is decoded again generically.
         """
-        if len(events) < _SESSION_BATCH_MIN or not self._plain(events):
-            return None
-        try:
-            first = _HEAD.decode(events[0])  # type: ignore[arg-type]
-            last = _HEAD.decode(events[-1])  # type: ignore[arg-type]
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return None
-        key = (first.user_id, first.session_id)
-        if (
-            key != (last.user_id, last.session_id)
-            or first.user_id not in _KNOWN_SAFE
-            or first.session_id not in _KNOWN_SAFE
-        ):
-            return None
-        decode = self._session_decoders.get(key) or self._session_decoder(key)
+        if not self._plain(events):
+            return None, None
+        plain: Sequence[bytes] = events  # type: ignore[assignment]
         generic: Callable[[Any], Any] = _HEAD.decode
+        heads: list[Any] | None = None
         try:
-            heads = list(map(decode or generic, events))
+            if len(plain) >= _SESSION_BATCH_MIN:
+                first, last = generic(plain[0]), generic(plain[-1])
+                key = (first.user_id, first.session_id)
+                if (
+                    key == (last.user_id, last.session_id)
+                    and first.user_id in _KNOWN_SAFE
+                    and first.session_id in _KNOWN_SAFE
+                ):
+                    decode = self._session_decoders.get(key) or self._session_decoder(key)
+                    if decode is None:
+                        heads = list(map(generic, plain))
+                        if _all_of(heads, key):
+                            return (key, list(map(_RECORD_ID_OF, heads))), None
+                    else:
+                        try:
+                            own = list(map(decode, plain))
+                        except msgspec.ValidationError:
+                            pass  # another session's event, or an empty field
+                        else:
+                            return (key, list(map(_RECORD_ID_OF, own))), None
+            if heads is None:
+                heads = list(map(generic, plain))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return None
-        if decode is None and not _all_of(heads, key):
-            return None
-        return key, list(map(_RECORD_ID_OF, heads))
+            return None, None
+        return None, heads
 
     def _session_decoder(self, key: tuple[str, str]) -> Callable[[Any], Any] | None:
         """Make ``key``'s decoder if the session was seen before; else remember it."""

@@ -308,8 +308,8 @@ def test_a_session_batch_is_taken_whole_only_when_every_event_is_valid_and_of_on
     whole = len(events) >= 4 and len(valid) == len(events) and len(sessions) == 1
     # The first sight of a session is checked on generic heads, the second by the
     # session's own decoder: both must agree with the per-event check.
-    first = checker.session_batch(events)
-    second = checker.session_batch(events)
+    first = checker.plain_batch(events)[0]
+    second = checker.plain_batch(events)[0]
     if not whole:
         assert first is None and second is None
     else:
@@ -326,7 +326,7 @@ def test_session_decoders_are_bounded() -> None:
         check_id(session, "session_id")
         batch = [event(record_id=f"r{i}", user_id="u1", session_id=session) for i in range(4)]
         for _ in range(2):  # generic heads, then the session's decoder
-            assert checker.session_batch(batch) == (("u1", session), ["r0", "r1", "r2", "r3"])
+            assert checker.plain_batch(batch)[0] == (("u1", session), ["r0", "r1", "r2", "r3"])
         assert ("u1", session) in checker._session_decoders
     assert len(checker._session_decoders) <= 64
     assert len(checker._sessions_seen) <= 64
@@ -344,3 +344,29 @@ def test_a_batch_with_one_event_over_the_bound_is_not_taken_whole() -> None:
         outcomes = checker.check_batch(batch)
         assert isinstance(outcomes[place], EventTooLarge)
         assert sum(isinstance(o, Exception) for o in outcomes) == 1
+
+
+def _outcome(outcome: object) -> object:
+    if isinstance(outcome, Exception):
+        return type(outcome)
+    raw, head = outcome  # type: ignore[misc]
+    return raw, msgspec.structs.asdict(head)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(events_strategy, one_session_batches))
+def test_a_plain_batch_is_settled_as_the_per_event_check_settles_it(events: list[bytes]) -> None:
+    checker = EventCheck(400)
+    check_id("u1", "user_id")
+    check_id("s1", "session_id")
+    expected = [_outcome(o) for o in checker.check_batch(events, None)]
+    for _ in range(2):  # generic heads, then the session's decoder where one is made
+        one, heads = checker.plain_batch(events)
+        assert (heads is None) == (one is not None or checker.heads_at_once(events) is None)
+        if one is not None:
+            session, record_ids = one
+            assert all(not isinstance(o, type) for o in expected)
+            assert {(h["user_id"], h["session_id"]) for _, h in expected} == {session}  # type: ignore[misc]
+            assert record_ids == [h["record_id"] for _, h in expected]  # type: ignore[misc]
+        else:
+            assert [_outcome(o) for o in checker.check_batch(events, heads)] == expected
