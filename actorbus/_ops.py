@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from actors import Enrichment, LiveData, Recorder
-from bus import BatchHandler, Handler, Request, Result
+from actors.session import Exclusive, Queued, SessionOrder, session_key
+from bus import BatchHandler, Handler, Part, Request, Result
 from contracts import (
     OP_APPEND,
     OP_APPEND_BATCH,
@@ -49,8 +50,6 @@ from contracts import (
     decode_enrich_request,
 )
 
-from ._session_order import Exclusive, SessionOrder, session_key
-
 if TYPE_CHECKING:
     from ._service import Service
 
@@ -69,6 +68,11 @@ def _event_of(request: Request) -> Any:
     if request.framing == "jsonl":
         return bytes(request.decode(RawAppendRequest).event)
     return request.decode(AppendRequest).event
+
+
+def _parts(outcomes: list[Queued | ActorbusError]) -> list[Part | ActorbusError]:
+    """The socket's answer for each queued append: its part of its writer's reply."""
+    return [Part(*outcome) if type(outcome) is tuple else outcome for outcome in outcomes]  # type: ignore[arg-type, misc]
 
 
 def batch_item(outcome: AppendResult | ActorbusError) -> dict[str, Any]:
@@ -187,7 +191,7 @@ class ServiceOps:
         if requests[0].framing == "jsonl":
             raw = Request.decode_all(requests, RawAppendRequest)
             if raw is not None:  # the usual case: every frame well-formed, one C-level pass
-                return self._recorder.try_append_many(list(map(bytes, map(_EVENT_OF, raw))))
+                return _parts(self._recorder.try_append_many(list(map(bytes, map(_EVENT_OF, raw)))))
         events: list[Any] = []
         outcomes: list[Any] = []
         for request in requests:
@@ -198,8 +202,8 @@ class ServiceOps:
             else:
                 outcomes.append(None)
         if len(events) == len(requests):
-            return self._recorder.try_append_many(events)
-        appended = iter(self._recorder.try_append_many(events) if events else ())
+            return _parts(self._recorder.try_append_many(events))
+        appended = iter(_parts(self._recorder.try_append_many(events)) if events else ())
         return [next(appended) if outcome is None else outcome for outcome in outcomes]
 
     def _one(self, request: Request) -> Any:

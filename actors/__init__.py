@@ -1,24 +1,29 @@
 """actorbus actors: the session writers, the live-data gate and the enrichment cache."""
 
-from ._enrich import Enrichment
-from ._enrich_external import CommandProvider, HttpProvider, build_provider
-from ._enrich_providers import (
+from ._shared import LockHandle, NamedLock, OwnerRecord, PrivacyGate, PrivacyHit
+from .enrich import (
+    CacheEntry,
+    CacheStore,
+    CommandProvider,
+    Enrichment,
+    FileCacheStore,
+    HttpProvider,
     Provider,
     ProviderAnswer,
     ProviderItem,
     PythonProvider,
     SimulatedProvider,
+    build_provider,
 )
-from ._enrich_store import CacheEntry, CacheStore, FileCacheStore
-from ._live_data import LIVE_DATA_LOCK, LiveData
-from ._live_store import FileLiveStore, LiveStore
-from ._named_lock import LockHandle, NamedLock, OwnerRecord
-from ._privacy import PrivacyGate, PrivacyHit
-from ._recorder import Recorder
-from ._session_boundary import session_path, session_topic
-from ._session_committer import SessionStore
-from ._session_io import FileSessionStore
-from ._session_writer import SessionWriter
+from .live import LIVE_DATA_LOCK, FileLiveStore, LiveData, LiveStore
+from .session import (
+    FileSessionStore,
+    Recorder,
+    SessionStore,
+    SessionWriter,
+    session_path,
+    session_topic,
+)
 
 __all__ = [
     "LIVE_DATA_LOCK",

@@ -8,9 +8,6 @@ Usage::
         total = await ref.ask("total", timeout=1.0)
 """
 
-from ._actor import Actor, ActorRef
-from ._cell import RestartPolicy
-from ._client import DEFAULT_MAX_FRAME_BYTES, Client, ClientCodec
 from ._errors import (
     ActorStopped,
     AskTimeout,
@@ -20,15 +17,39 @@ from ._errors import (
     SocketInUse,
     SubscriberLagged,
 )
-from ._later import Later
-from ._loop import run, uvloop_available
-from ._server import BatchHandler, Handler, Server, ServerStatistics, serve_unix
-from ._slot import Part
-from ._stats import ActorStatistics, DeadLetterStatistics
-from ._sync_client import SyncClient
-from ._system import Bus, BusStatistics, open_bus
-from ._topic import Overflow, Subscription, Topic
-from ._wire import FrameReader, FrameWriter, Request, Result, parse_request
+from ._runtime import (
+    Actor,
+    ActorRef,
+    ActorStatistics,
+    Bus,
+    BusStatistics,
+    DeadLetterStatistics,
+    Later,
+    Overflow,
+    RestartPolicy,
+    Subscription,
+    Topic,
+    open_bus,
+    run,
+    uvloop_available,
+)
+from ._socket import (
+    DEFAULT_MAX_FRAME_BYTES,
+    BatchHandler,
+    Client,
+    ClientCodec,
+    FrameReader,
+    FrameWriter,
+    Handler,
+    Part,
+    Request,
+    Result,
+    Server,
+    ServerStatistics,
+    SyncClient,
+    parse_request,
+    serve_unix,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",

@@ -1,4 +1,4 @@
-"""Errors raised by the actor runtime.
+"""Errors raised by the bus: its actor runtime and its socket transport.
 
 The runtime raises the wire errors of :mod:`contracts` where one fits
 (``Overloaded``, ``ShuttingDown``) and these for conditions of its own::

@@ -1,18 +1,23 @@
-"""The dependency arrows point one way, and nobody reaches into another package's privates.
+"""The dependency arrows point one way, and nobody reaches into another package's insides.
 
 Rules, checked on every import statement (type-checking imports included):
 
 - ``contracts`` imports only the standard library, msgspec and itself.
-- ``bus`` imports only ``bus`` and ``contracts`` of ours (never ``actors``).
-- ``actors`` imports only ``actors``, ``bus`` and ``contracts`` of ours.
-- A private module (a dotted part starting with ``_``, such as ``bus._cell``) is
-  imported only from inside its own package.
+- ``bus`` imports only ``bus`` and ``contracts`` of ours (never ``actors``). Inside
+  ``bus``, the actor runtime (``bus._runtime``) never imports the socket transport
+  (``bus._socket``), and the transport never imports the runtime: it sees the
+  runtime only through what it is given.
+- ``actors`` imports only ``actors``, ``bus`` and ``contracts`` of ours, and of
+  ``bus`` only the runtime's names (never a socket type).
+- Outside its top-level package, a module is reached only through a public
+  package: the package itself or a subpackage whose name does not start with ``_``
+  (``actors.session``), never a module file (``actors.session.recorder``) nor
+  anything under a private name (``bus._runtime``).
 - Tests test through public names, except the internals of what they are named
-  for: ``tests/test_<topic>[_more].py`` may import the private modules whose name
-  starts with ``_<topic>`` (``test_cell`` -> ``bus._cell``, ``test_enrich_store``
-  -> ``actors._enrich_keys``), and every private module of a package named
-  ``<topic>`` (``test_bench_socket`` -> ``bench._harness``). Any other white-box
-  import says why on its own line: ``# layering: white-box, <reason>``.
+  for: a test under ``tests/<a>/<b>/`` may import every module of the package its
+  folder mirrors (``tests/bus/runtime`` -> ``bus._runtime``, ``tests/actors/shared``
+  -> ``actors._shared``, ``tests/app`` -> ``actorbus``). Any other white-box import
+  says why on its own line: ``# layering: white-box, <reason>``.
 """
 
 from __future__ import annotations
@@ -34,12 +39,29 @@ CONTRACTS_THIRD_PARTY = {"msgspec"}
 WHITE_BOX = "# layering: white-box,"
 
 
-def imported_modules(tree: ast.AST, package: str | None) -> list[tuple[int, str]]:
-    """Every module an import statement names, relative imports made absolute."""
-    found: list[tuple[int, str]] = []
+RUNTIME_ERRORS = {"ActorStopped", "AskTimeout", "BusError", "SubscriberLagged"}
+#: Test folders whose names differ from the package they mirror.
+MIRRORS = {("app",): "actorbus"}
+
+
+def runtime_names() -> set[str]:
+    """The names ``bus`` re-exports from its actor runtime (what ``actors`` may use)."""
+    tree = ast.parse((ROOT / "bus" / "_runtime" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__":
+            return {ast.literal_eval(elt) for elt in node.value.elts} | RUNTIME_ERRORS  # type: ignore[attr-defined]
+    raise AssertionError("bus/_runtime/__init__.py has no __all__")
+
+
+RUNTIME_NAMES = runtime_names()
+
+
+def imported_modules(tree: ast.AST, package: str | None) -> list[tuple[int, str, list[str]]]:
+    """Every module an import statement names (relative made absolute), with the names taken."""
+    found: list[tuple[int, str, list[str]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.extend((node.lineno, alias.name) for alias in node.names)
+            found.extend((node.lineno, alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 if package is None:
@@ -48,19 +70,47 @@ def imported_modules(tree: ast.AST, package: str | None) -> list[tuple[int, str]
                 module = f"{base}.{node.module}" if node.module else base
             else:
                 module = node.module or ""
-            found.append((node.lineno, module))
-            if "." not in module:
-                # ``from bus import _cell`` reaches a private module as well.
-                found.extend(
-                    (node.lineno, f"{module}.{alias.name}")
-                    for alias in node.names
-                    if alias.name.startswith("_") and not alias.name.startswith("__")
-                )
+            names = [alias.name for alias in node.names]
+            found.append((node.lineno, module, names))
+            # ``from bus import _cell`` or ``from actors.session import recorder`` reach a
+            # module as well.
+            found.extend(
+                (node.lineno, f"{module}.{name}", [])
+                for name in names
+                if is_module(f"{module}.{name}") or (name.startswith("_") and name[1:2] != "_")
+            )
     return found
 
 
-def is_private(module: str) -> bool:
-    return any(part.startswith("_") and not part.startswith("__") for part in module.split(".")[1:])
+def is_module(module: str) -> bool:
+    """Whether ``module`` names a module file of ours (not a package)."""
+    return (ROOT / (module.replace(".", "/") + ".py")).is_file()
+
+
+def is_internal(module: str) -> bool:
+    """Whether ``module`` is an inside of its top-level package: a private name or a file."""
+    parts = module.split(".")
+    if any(part.startswith("_") and not part.startswith("__") for part in parts[1:]):
+        return True
+    return len(parts) > 1 and is_module(module)
+
+
+def mirrored_package(relpath: str) -> str | None:
+    """The package a test folder mirrors (``tests/bus/runtime/x.py`` -> ``bus._runtime``)."""
+    folders = Path(relpath).parts[1:-1]
+    if not folders:
+        return None
+    if folders in MIRRORS:
+        return MIRRORS[folders]
+    dotted = [folders[0]]
+    for folder in folders[1:]:
+        here = ROOT.joinpath(*dotted)
+        dotted.append(
+            folder
+            if (here / folder).is_dir() or not (here / f"_{folder}").is_dir()
+            else f"_{folder}"
+        )
+    return ".".join(dotted)
 
 
 def violations(relpath: str, source: str) -> list[str]:
@@ -71,7 +121,7 @@ def violations(relpath: str, source: str) -> list[str]:
     tree = ast.parse(source, relpath)
     lines = source.splitlines()
     problems: list[str] = []
-    for line, module in imported_modules(tree, package):
+    for line, module, names in imported_modules(tree, package):
         head = module.split(".")[0]
         where = f"{relpath}:{line}"
         foreign = head not in OURS and head not in sys.stdlib_module_names
@@ -79,20 +129,20 @@ def violations(relpath: str, source: str) -> list[str]:
             problems.append(f"{where}: contracts imports {module} (stdlib and msgspec only)")
         if top in ALLOWED_OF_OURS and head in OURS and head not in ALLOWED_OF_OURS[top]:
             problems.append(f"{where}: {top} imports {module}")
-        if head in OURS and is_private(module) and head != top:
-            allowed = top == "tests" and may_import_from_test(parts[-1], module)
+        if package and package.startswith("bus._runtime") and module.startswith("bus._socket"):
+            problems.append(f"{where}: the runtime imports the socket transport ({module})")
+        if package and package.startswith("bus._socket") and module.startswith("bus._runtime"):
+            problems.append(f"{where}: the socket transport imports the runtime ({module})")
+        if top == "actors" and module == "bus":
+            socket_names = sorted(set(names) - RUNTIME_NAMES)
+            if socket_names:
+                problems.append(f"{where}: actors imports bus names of the socket: {socket_names}")
+        if head in OURS and head != top and is_internal(module):
+            mirror = mirrored_package(relpath) if top == "tests" else None
+            allowed = mirror is not None and (module == mirror or module.startswith(f"{mirror}."))
             if not allowed and WHITE_BOX not in lines[line - 1]:
-                problems.append(f"{where}: imports the private module {module}")
+                problems.append(f"{where}: imports the internal module {module}")
     return problems
-
-
-def may_import_from_test(test_name: str, module: str) -> bool:
-    """Whether ``tests/<test_name>.py`` may import the private ``module`` by its name."""
-    if not test_name.startswith("test_"):
-        return False
-    topic = test_name.removeprefix("test_").split("_")[0]
-    package, first, *_ = [*module.split("."), ""]
-    return package == topic or first.startswith(f"_{topic}")
 
 
 def our_files() -> list[Path]:
@@ -117,21 +167,30 @@ def test_the_scan_covers_every_package() -> None:
 @pytest.mark.parametrize(
     ("relpath", "source", "reason"),
     [
-        ("bus/_cell.py", "from actors import SessionWriter\n", "bus imports actors"),
-        ("bus/_cell.py", "import actors._writer\n", "bus imports actors._writer"),
+        ("bus/_runtime/cell.py", "from actors import SessionWriter\n", "bus imports actors"),
+        ("bus/_runtime/cell.py", "import actors.session.writer\n", "bus imports actors"),
         (
-            "bus/_cell.py",
+            "bus/_runtime/cell.py",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from actorbus import cli\n",
             "bus imports actorbus",
         ),
+        ("bus/_runtime/cell.py", "from .._socket.wire import Request\n", "imports the socket"),
+        (
+            "bus/_socket/server.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .._runtime import Bus\n",
+            "transport imports the runtime",
+        ),
         ("contracts/_x.py", "import anyio\n", "contracts imports anyio"),
         ("contracts/_x.py", "from bus import Actor\n", "contracts imports bus"),
-        ("actors/_writer.py", "from bus._cell import Cell\n", "private module bus._cell"),
-        ("actors/_writer.py", "from bus import _cell\n", "private module bus._cell"),
-        ("actorbus/cli.py", "import contracts._errors\n", "private module contracts._errors"),
-        ("tests/test_topic.py", "from bus._cell import Cell\n", "private module bus._cell"),
-        ("tests/test_privacy.py", "from actors._live_engine import E\n", "actors._live_engine"),
-        ("tests/test_bench.py", "import actors._live_data\n", "private module actors._live"),
+        ("actors/session/writer.py", "from bus import Actor, Part\n", "socket: ['Part']"),
+        ("actors/session/writer.py", "from bus._runtime.cell import Cell\n", "bus._runtime.cell"),
+        ("actors/session/writer.py", "from bus import _runtime\n", "module bus._runtime"),
+        ("actorbus/cli.py", "import contracts._errors\n", "internal module contracts._errors"),
+        ("actorbus/_ops.py", "from actors.session.order import X\n", "actors.session.order"),
+        ("actorbus/_ops.py", "from actors.session import order\n", "actors.session.order"),
+        ("tests/bus/runtime/test_topic.py", "from bus._socket.wire import R\n", "bus._socket"),
+        ("tests/actors/shared/test_privacy.py", "from actors.live.engine import E\n", "engine"),
+        ("tests/bench/test_x.py", "import actors.live.facade\n", "actors.live.facade"),
     ],
 )
 def test_a_broken_rule_is_reported_with_file_and_line(
@@ -147,26 +206,27 @@ def test_a_broken_rule_is_reported_with_file_and_line(
     ("relpath", "source"),
     [
         (
-            "bus/_system.py",
-            "from ._cell import Cell\nfrom contracts import BusConfig\nimport anyio\n",
+            "bus/_runtime/system.py",
+            "from .cell import Cell\nfrom contracts import BusConfig\nimport anyio\n",
         ),
-        ("bus/__init__.py", "from ._actor import Actor\n"),
+        ("bus/__init__.py", "from ._runtime import Actor\nfrom ._socket import Server\n"),
         (
             "contracts/_config.py",
             "import msgspec\nfrom typing import Literal\nfrom ._base import Base\n",
         ),
-        ("actors/_writer.py", "from bus import Actor\nfrom contracts import InvalidEvent\n"),
-        ("tests/test_cell.py", "from bus._cell import THROUGHPUT\n"),
         (
-            "tests/test_errors.py",
-            "from contracts._errors import ERRORS\nfrom bus._errors import X\n",
+            "actors/session/writer.py",
+            "from bus import Actor, Later\nfrom contracts import InvalidEvent\n",
         ),
-        ("tests/test_enrich_store.py", "from actors._enrich_keys import key_of\n"),
-        ("tests/test_enrich_safety.py", "from actors._enrich_safety import _UNSAFE\n"),
-        ("tests/test_bench_socket.py", "from bench._harness import Context\n"),
+        ("actorbus/_ops.py", "from actors.session import Recorder\nfrom actors import LiveData\n"),
+        ("tests/bus/runtime/test_cell.py", "from bus._runtime.cell import THROUGHPUT\n"),
+        ("tests/actors/enrich/test_store.py", "from actors.enrich.keys import key_of\n"),
+        ("tests/actors/shared/test_privacy.py", "from actors._shared.privacy import X\n"),
+        ("tests/app/test_ops.py", "from actorbus._metrics import prometheus_text\n"),
+        ("tests/bench/test_socket.py", "from bench._harness import Context\n"),
         (
-            "tests/test_privacy.py",
-            "from actors._live_engine import E  # layering: white-box, the gate in place\n",
+            "tests/actors/shared/test_privacy.py",
+            "from actors.live.engine import E  # layering: white-box, the gate in place\n",
         ),
     ],
 )

@@ -1,0 +1,29 @@
+"""The socket transport: sans-IO framing, the server, its connections and the clients.
+
+It sees the actor runtime only through the handlers and the bus it is given; see
+``docs/architecture.md`` and ``docs/protocol.md``.
+"""
+
+from .client import DEFAULT_MAX_FRAME_BYTES, Client, ClientCodec
+from .ordering import Part
+from .server import BatchHandler, Handler, Server, ServerStatistics, serve_unix
+from .sync_client import SyncClient
+from .wire import FrameReader, FrameWriter, Request, Result, parse_request
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "BatchHandler",
+    "Client",
+    "ClientCodec",
+    "FrameReader",
+    "FrameWriter",
+    "Handler",
+    "Part",
+    "Request",
+    "Result",
+    "Server",
+    "ServerStatistics",
+    "SyncClient",
+    "parse_request",
+    "serve_unix",
+]
