@@ -30,7 +30,7 @@ from bus import Bus, Server, open_bus, serve_unix
 from contracts import Config, InvalidRequest
 
 from ._layout import MAX_SOCKET_PATH_BYTES, default_socket, make_layout
-from ._ops import ServiceOps
+from .ops import ServiceOps
 
 __all__ = ["Service", "ServiceInfo", "open_service"]
 

@@ -1,19 +1,17 @@
-"""Each session's appends reach its writer in the order a client sent them, whatever the op.
+"""Each session's appends reach its writer in the order they were made, whatever the op.
 
-The server handles every frame as it reads it, and handlers that answer later run
-concurrently. A single ``append`` is queued in its writer's mailbox at once, in
-arrival order. Two ops are not: ``session.open`` runs in a worker thread, and
-``append.batch`` queues its events when its task first runs. Pipelined behind
-either, an ``append`` would overtake it (and fail ``MissingSessionPath`` behind
-an open, or land before the batch it followed).
+The recorder keeps this guarantee for every caller (the socket's pipelined ops
+included). A single ``append`` and an ``append_batch`` queue their events in their
+writer's mailbox in the call itself, so they keep call order by themselves. An open
+does not: ``open_session`` runs in a worker thread, and an append made behind it
+would overtake it and fail ``MissingSessionPath``.
 
-So an open or a batch takes its sessions *exclusively* until it finishes: ops on
-those sessions that arrive meanwhile wait in arrival order, then go in that order
-(appends are queued the moment their turn comes, a later batch starts only when
-every session it names is free). A batch waits only for ops that arrived before
-it, on every session it names, so two batches never wait for each other.
-Sessions nobody holds cost nothing: the caller checks ``bool(order)`` before
-reading an event's ids.
+So an open takes its session *exclusively* until it finishes: appends to it made
+meanwhile wait in call order, then go in that order (each is queued the moment its
+turn comes). A batch naming a held session takes all its sessions the same way,
+after every op already holding or waiting for them, so appends made after it wait
+for it too; two batches never wait for each other. Sessions nobody holds cost
+nothing: the recorder checks ``bool(order)`` before reading an event's ids.
 """
 
 from __future__ import annotations
@@ -94,6 +92,11 @@ class SessionOrder:
 
     def __bool__(self) -> bool:
         return bool(self._queues)
+
+    def holds_any(self, keys: Iterable[Key]) -> bool:
+        """Whether an op holds or waits for any of ``keys``."""
+        queues = self._queues
+        return any(key in queues for key in keys)
 
     def acquire(self, keys: Iterable[Key]) -> Exclusive:
         """Take ``keys`` after every op already holding or waiting for them."""

@@ -16,6 +16,7 @@ import asyncio
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,7 @@ from contracts import ActorbusError, AppendResult, RecorderConfig
 from .committer import Committer, SessionStore
 from .events import EventCheck, check_id
 from .file_store import FileSessionStore
+from .order import Exclusive, SessionOrder
 from .readers import follow_lines, replay_lines
 from .writer import Append, AppendBatch, SessionWriter, WriterSettings
 
@@ -36,6 +38,8 @@ __all__ = ["Queued", "Recorder"]
 #: An event queued by :meth:`Recorder.try_append_many`: its answer is item ``index``
 #: of the list the future gives (the reply its session's writer makes for the batch).
 Queued = tuple[Awaitable[list[AppendResult | ActorbusError]], int]
+#: Valid events grouped by session: their places in the request, bytes and record ids.
+_Groups = dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]]
 
 Event = bytes | Mapping[str, Any]
 
@@ -90,6 +94,9 @@ class Recorder:
         self._plain_batch = checker.plain_batch
         # Writer references by (user_id, session_id); loop thread only.
         self._refs: dict[tuple[str, str], ActorRef] = {}
+        # Sessions held by an open or a batch in progress, and the appends that
+        # arrived behind them (see order.py); loop thread only.
+        self._order = SessionOrder(bus.loop, self._try_append_now)
         self.committer = Committer(bus.loop, self._store)
         settings = WriterSettings(
             bus,
@@ -107,19 +114,29 @@ class Recorder:
             mailbox_size=mailbox_size,
         )
 
-    async def open_session(self, user_id: str, session_id: str) -> bool:
+    def open_session(self, user_id: str, session_id: str) -> Awaitable[bool]:
         """Create the session's directory (the only way one is created).
 
+        The session is held from this call until the directory exists: appends to
+        it made meanwhile (pipelined behind the open on a connection) wait and then
+        go in the order they were made, so none fails ``MissingSessionPath``.
+
         Returns:
-            True when this call created it, False when it existed.
+            An awaitable of True when this call created it, False when it existed.
 
         Raises:
             InvalidEvent: An id is not safe; nothing is created.
-            RecorderIOError: The directory cannot be created.
+            RecorderIOError: The directory cannot be created (from the awaitable).
         """
         check_id(user_id, "user_id")
         check_id(session_id, "session_id")
-        return await anyio.to_thread.run_sync(self._store.open_session, user_id, session_id)
+        order = self._order
+        held = order.acquire([(user_id, session_id)])
+        task = asyncio.ensure_future(
+            anyio.to_thread.run_sync(self._store.open_session, user_id, session_id)
+        )
+        task.add_done_callback(lambda _: order.release(held))
+        return task
 
     def append(self, event: Event) -> Awaitable[AppendResult]:
         """Record one event; the awaitable completes once its line was handed to the kernel.
@@ -141,6 +158,10 @@ class Recorder:
             RecorderIOError: The write failed; no partial line was left.
             ShuttingDown: The bus is closing.
         """
+        if self._order:
+            held = self._order.hold(event)
+            if held is not None:
+                return held
         raw, head = self._check(event)
         ref = self._refs.get((head.user_id, head.session_id))
         if ref is None:
@@ -156,6 +177,13 @@ class Recorder:
             InvalidEvent: As for :meth:`append`, raised here.
             EventTooLarge: As for :meth:`append`, raised here.
         """
+        if self._order:
+            held = self._order.hold(event)
+            if held is not None:
+                return held
+        return self._try_append_now(event)
+
+    def _try_append_now(self, event: Event) -> Awaitable[AppendResult]:
         raw, head = self._check(event)
         reply: Awaitable[AppendResult] = self._writer(head.user_id, head.session_id).try_ask(
             Append(raw, head.record_id)
@@ -175,6 +203,10 @@ class Recorder:
         A session whose writer's mailbox is full gets ``Overloaded`` for its events
         (nothing of them queued); the other sessions' events are queued.
         """
+        if self._order:
+            # A session is being opened or batch-written: each event takes its own
+            # path, which waits behind its session's holder.
+            return list(map(self._queue_one, events))
         outcomes: list[Queued | ActorbusError | None] = [None] * len(events)
         for key, (indices, raws, ids) in self._group(events, outcomes).items():
             try:
@@ -189,9 +221,7 @@ class Recorder:
                 outcomes[index] = (fut, at)
         return cast(list[Queued | ActorbusError], outcomes)
 
-    def _group(
-        self, events: Sequence[Event], outcomes: list[Any]
-    ) -> dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]]:
+    def _group(self, events: Sequence[Event], outcomes: list[Any]) -> _Groups:
         """Validate ``events``; group the valid ones by session, errors into ``outcomes``.
 
         Per session, in order: the events' places in ``events``, their bytes and
@@ -203,7 +233,7 @@ class Recorder:
             session, record_ids = one
             plain = cast(list[bytes], list(events))  # plain_batch takes only bytes
             return {session: (range(len(events)), plain, record_ids)}
-        groups: dict[tuple[str, str], tuple[Sequence[int], list[bytes], list[str]]] = {}
+        groups: _Groups = {}
         key: tuple[str, str] | None = None
         places: list[int] = []
         raws: list[bytes] = []
@@ -223,17 +253,55 @@ class Recorder:
             ids.append(head.record_id)
         return groups
 
-    async def append_batch(self, events: Sequence[Event]) -> list[AppendResult | ActorbusError]:
+    def _queue_one(self, event: Event) -> Queued | ActorbusError:
+        try:
+            reply = self.try_append(event)
+        except ActorbusError as exc:
+            return exc
+        listed: asyncio.Future[list[AppendResult | ActorbusError]] = self._bus.loop.create_future()
+        asyncio.ensure_future(reply).add_done_callback(partial(_as_list, listed))
+        return (listed, 0)
+
+    def append_batch(
+        self, events: Sequence[Event]
+    ) -> Awaitable[list[AppendResult | ActorbusError]]:
         """Record many events; return one result or error per event, in order.
 
         An invalid event fails alone. Events of one session are written in the
-        order given, as one message to its writer.
+        order given, as one message to its writer, queued in this call, so what is
+        appended after the call is written after the batch. A session being opened
+        holds the batch until it exists.
         """
         results: list[AppendResult | ActorbusError | None] = [None] * len(events)
         groups = self._group(events, results)
+        order = self._order
+        if order and order.holds_any(groups):
+            return asyncio.ensure_future(self._held_batch(groups, results, order.acquire(groups)))
         asks = [
             self._writer(*key).ask(AppendBatch(raws, ids)) for key, (_, raws, ids) in groups.items()
         ]
+        return self._gathered(groups, results, asks)
+
+    async def _held_batch(
+        self, groups: _Groups, results: list[Any], held: Exclusive
+    ) -> list[AppendResult | ActorbusError]:
+        try:
+            if not held.ready.done():
+                await held.ready
+            asks = [
+                self._writer(*key).ask(AppendBatch(raws, ids))
+                for key, (_, raws, ids) in groups.items()
+            ]
+            return await self._gathered(groups, results, asks)
+        finally:
+            self._order.release(held)
+
+    @staticmethod
+    async def _gathered(
+        groups: _Groups, results: list[Any], asks: list[Awaitable[Any]]
+    ) -> list[AppendResult | ActorbusError]:
+        if not asks:
+            return cast(list[AppendResult | ActorbusError], results)
         if len(asks) == 1:
             try:
                 replies: list[Any] = [await asks[0]]
@@ -241,7 +309,7 @@ class Recorder:
                 replies = [exc]
         else:
             replies = await asyncio.gather(*asks, return_exceptions=True)
-        if len(replies) == 1 and type(replies[0]) is list and len(replies[0]) == len(events):
+        if len(replies) == 1 and type(replies[0]) is list and len(replies[0]) == len(results):
             return cast(list[AppendResult | ActorbusError], replies[0])  # one session, all valid
         for (indices, _, _), reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, BaseException):
@@ -304,3 +372,17 @@ class Recorder:
         return follow_lines(
             self._store, self._bus, user_id, session_id, from_start=from_start, poll_s=poll_s
         )
+
+
+def _as_list(
+    listed: asyncio.Future[list[AppendResult | ActorbusError]], done: asyncio.Future[Any]
+) -> None:
+    """Answer a held append as a one-item shared reply (``listed``) once ``done``."""
+    if listed.done():
+        return
+    if done.cancelled():
+        listed.cancel()
+    elif (exc := done.exception()) is not None:
+        listed.set_exception(exc)
+    else:
+        listed.set_result([done.result()])

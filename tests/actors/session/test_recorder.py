@@ -404,3 +404,37 @@ async def test_every_disk_access_happens_off_the_event_loop(tmp_path: Path) -> N
             async for _ in recorder.follow("u1", "s1", from_start=False, poll_s=0.01):
                 pass
     assert {"open_session", "append", "read", "size"} <= set(calls)
+
+
+async def test_appends_made_behind_an_open_wait_for_it_and_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    async with recording(tmp_path) as (_, recorder):
+        opened = recorder.open_session("u1", "s1")  # not awaited: the directory is not there
+        first = recorder.try_append(event(0))
+        many = recorder.try_append_many([event(1), event(2)])
+        batch = recorder.append_batch([event(3)])
+        last = recorder.append(event(4))
+        assert await opened is True
+        assert (await first).record_id == "r0"
+        assert [(await fut)[index].record_id for fut, index in many] == ["r1", "r2"]  # type: ignore[misc]
+        assert [r.record_id for r in await batch] == ["r3"]  # type: ignore[union-attr]
+        assert (await last).record_id == "r4"
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r1", "r2", "r3", "r4"]
+
+
+async def test_a_batch_is_queued_in_the_call_so_a_later_append_follows_it(
+    tmp_path: Path,
+) -> None:
+    store = GatedStore(tmp_path)
+    async with recording(tmp_path, store=store) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        head = recorder.try_append(event(0))  # the writer takes it and waits at the gate
+        await anyio.to_thread.run_sync(store.entered.wait)
+        batch = recorder.append_batch([event(1), event(2)])  # not awaited yet
+        after = recorder.try_append(event(3))
+        store.gate.set()
+        await head
+        assert [r.record_id for r in await batch] == ["r1", "r2"]  # type: ignore[union-attr]
+        await after
+    assert [e["event"]["record_id"] for e in logged(tmp_path)] == ["r0", "r1", "r2", "r3"]

@@ -1,0 +1,46 @@
+"""The enrichment op: ``enrich`` (see ``docs/enrichment.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from actors import Enrichment
+from bus import Request
+from contracts import (
+    EnrichOpRequest,
+    EnrichReport,
+    EnrichRequest,
+    ProviderError,
+    decode_enrich_request,
+)
+
+__all__ = ["EnrichOps"]
+
+
+class EnrichOps:
+    """The enrichment op of one service.
+
+    Args:
+        enrichment: The service's enrichment facade.
+    """
+
+    def __init__(self, enrichment: Enrichment) -> None:
+        self._enrichment = enrichment
+
+    def enrich(self, request: Request) -> Awaitable[EnrichReport]:
+        """``enrich``: the run's report (``docs/enrichment.md``).
+
+        A run in which every item failed is answered ``502 ProviderError`` (the first
+        failure's safe message); a run with some failures answers 200 and marks them.
+        """
+        req = request.decode(EnrichOpRequest)
+        return self._enrich(decode_enrich_request(req.request))
+
+    async def _enrich(self, run: EnrichRequest) -> EnrichReport:
+        report = await self._enrichment.run(run)
+        items = report.items
+        if items and all(item.state == "failed" for item in items):
+            first = items[0].error
+            detail = first.message if first is not None else "the provider failed"
+            raise ProviderError(f"every item of run {report.run_id!r} failed: {detail}")
+        return report
