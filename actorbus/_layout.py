@@ -1,4 +1,4 @@
-"""The on-disk layout of a service root (SPEC section 7), without importing the service."""
+"""The on-disk layout of a service root (``docs/runbook.md``), without importing the service."""
 
 from __future__ import annotations
 

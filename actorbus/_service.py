@@ -129,7 +129,7 @@ async def open_service(
     """Run the service for the duration of the ``async with`` block.
 
     Args:
-        root: The service root; its layout (SPEC section 7) is created if missing.
+        root: The service root; its layout (``docs/runbook.md``) is created if missing.
         config: The configuration (defaults when omitted).
         socket_path: Where to listen (default ``<root>/run/actorbus.sock``).
         listen: Serve the socket; ``False`` runs the actors only (embedded use).

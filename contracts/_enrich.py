@@ -1,4 +1,4 @@
-"""The enrichment contract: the ``enrich`` request and its report (SPEC section 9).
+"""The enrichment contract: the ``enrich`` request and its report (``docs/enrichment.md``).
 
 Field names here are contract names: clients and scripts depend on them. A request
 decoded from the wire goes through :func:`decode_enrich_request`, which turns every

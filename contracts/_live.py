@@ -1,7 +1,7 @@
 """The live-data contract: the default document shape and the outcome of a write.
 
 The document is ``<root>/data/live-data.json``, read by a browser dashboard. The
-default contract (SPEC section 9) fixes two root keys, ``schema_version`` and
+default contract (``docs/protocol.md``) fixes two root keys, ``schema_version`` and
 ``extensions``; every other root key is a host-local branch (any JSON object). The
 Structs here are *open* (unknown fields are not forbidden): an extension item carries
 *at least* ``status`` and ``updated_at``, and the validator checks that decoding adds

@@ -1,4 +1,4 @@
-"""The service ops' requests: one typed :class:`~contracts.OpRequest` per op (SPEC section 9).
+"""The service ops' requests: one typed :class:`~contracts.OpRequest` per op (``docs/protocol.md``).
 
 A handler decodes its frame with the op's type, so a missing, mistyped or unknown
 field is ``InvalidRequest`` before any actor sees it. Two ops have a JSON Lines twin

@@ -60,7 +60,7 @@ OP_SUBSCRIBE: Final = "subscribe"
 #: Not a request: the ``op`` of each message a stream sends before its response.
 OP_EVENT: Final = "event"
 
-#: Every request op of the protocol (SPEC section 5).
+#: Every request op of the protocol (``docs/protocol.md``).
 OPS: Final[frozenset[str]] = frozenset(
     {
         OP_PING,

@@ -1,7 +1,7 @@
 """Named cross-process locks under a private lock root (blocking; run in a worker thread).
 
 A lock ``<id>`` is the file ``<lock_root>/<id>.lock`` holding its owner record
-(SPEC section 9)::
+(``docs/runbook.md``)::
 
     {"lock_id", "pid", "host", "token", "acquired_at", "pid_start"}
 
@@ -48,7 +48,7 @@ __all__ = ["LockHandle", "NamedLock", "OwnerRecord", "iso_millis", "process_star
 log = logging.getLogger("actorbus.lock")
 
 _LOCK_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-#: The longest a waiter sleeps between two attempts (the SPEC asks for <= 10 ms).
+#: The longest a waiter sleeps between two attempts (``docs/runbook.md`` promises <= 10 ms).
 POLL_S = 0.005
 
 

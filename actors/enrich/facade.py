@@ -116,7 +116,7 @@ class Enrichment:
         return limiter
 
     async def run(self, request: EnrichRequest) -> EnrichReport:
-        """Run one enrichment request and report it (SPEC section 9).
+        """Run one enrichment request and report it (``docs/enrichment.md``).
 
         Args:
             request: The run: items, budget, cadence, prune.

@@ -1,6 +1,6 @@
 """Cache keys for enrichment: sanitised metadata, its fingerprint, and the item's slot.
 
-The cache key of SPEC section 4 is ``(source_id, item_id, adapter_version,
+The cache key (``docs/enrichment.md``) is ``(source_id, item_id, adapter_version,
 enrichment_type, fingerprint)``. It is stored in two parts: the *slot*, a sha256
 of ``(enrichment_type, source_id, item_id)`` that names where the item's entry
 lives, and the entry's own ``adapter_version`` and ``fingerprint``, which must

@@ -159,7 +159,7 @@ class RunState:
         self.degraded |= result.degraded
 
     def report(self) -> EnrichReport:
-        """The SPEC section 9 report; carries ids, states, labels and counts only."""
+        """The report of ``docs/enrichment.md``; carries ids, states, labels and counts only."""
         request = self.request
         states, summaries, errors = self.states, self.summaries, self.errors
         assert None not in states, "every item is answered before the report"

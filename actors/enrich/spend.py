@@ -3,7 +3,7 @@
 Money is counted in integer nano-dollars so that sums and budget comparisons are
 exact: ``0.01 * 3`` must fit a budget of ``0.03``.
 
-Labels (SPEC sections 4 and 9): a charge is ``exact`` when the provider reported
+Labels (``docs/enrichment.md``): a charge is ``exact`` when the provider reported
 the item's actual cost, ``estimated`` when it came from the configured per-item
 cost, ``free`` for a source configured at zero cost, and ``unavailable`` when
 neither is known. Combining labels (per source, then per run): any

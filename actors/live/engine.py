@@ -111,7 +111,7 @@ class LiveEngine:
         return self.load_base()[1]
 
     def write(self, scope: str, data: Any, delete: bool) -> LiveWriteResult:
-        """One scoped write, checks in SPEC order, under the generated-data lock.
+        """One scoped write, checks in their documented order, under the generated-data lock.
 
         Args:
             scope: The writing scope.

@@ -106,7 +106,7 @@ class LiveData:
     async def write(
         self, scope: str, data: dict[str, Any], delete: bool = False
     ) -> LiveWriteResult:
-        """Write the branches ``scope`` owns; see SPEC section 3 for the checks.
+        """Write the branches ``scope`` owns; the checks and their order are in ``docs/runbook.md``.
 
         Args:
             scope: ``full``, ``host-local``, ``trend-finder`` or a configured scope.

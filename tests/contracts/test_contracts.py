@@ -1,4 +1,4 @@
-"""Contracts: the error table of SPEC section 9, the configuration, the recording types."""
+"""Contracts: the error table of docs/protocol.md, the configuration, the recording types."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from contracts import (
     status_of,
 )
 
-#: SPEC section 9, copied by hand: the names and statuses clients depend on.
-SPEC_ERRORS = {
+#: docs/protocol.md's error table, copied by hand: the names and statuses clients depend on.
+DOCUMENTED_ERRORS = {
     "InvalidRequest": 400,
     "UnknownOp": 404,
     "InvalidEvent": 400,
@@ -47,7 +47,7 @@ SPEC_ERRORS = {
 }
 
 
-@pytest.mark.parametrize(("code", "status"), sorted(SPEC_ERRORS.items()))
+@pytest.mark.parametrize(("code", "status"), sorted(DOCUMENTED_ERRORS.items()))
 def test_every_spec_error_code_has_its_class_and_status(code: str, status: int) -> None:
     cls = getattr(contracts, code)
     assert issubclass(cls, ActorbusError)
@@ -58,7 +58,7 @@ def test_every_spec_error_code_has_its_class_and_status(code: str, status: int) 
 
 
 def test_the_table_holds_only_the_spec_codes_and_the_two_service_wide_ones() -> None:
-    assert set(ERRORS) == set(SPEC_ERRORS) | {"InternalError", "Timeout"}
+    assert set(ERRORS) == set(DOCUMENTED_ERRORS) | {"InternalError", "Timeout"}
     assert (ERRORS["InternalError"].status, ERRORS["Timeout"].status) == (500, 504)
     assert all(cls.__doc__ for cls in ERRORS.values())
 
@@ -86,7 +86,7 @@ def test_runtime_errors_map_to_wire_codes() -> None:
     assert (lagged.code, lagged.status, lagged.dropped) == ("Overloaded", 503, 4)
 
 
-SPEC_EXAMPLE = """
+DOCUMENTED_EXAMPLE = """
 [recorder]
 max_event_bytes = 262144
 durability = "none"
@@ -118,7 +118,7 @@ def test_no_configuration_means_the_defaults() -> None:
 
 
 def test_the_spec_example_configuration_decodes() -> None:
-    config = load_config(SPEC_EXAMPLE)
+    config = load_config(DOCUMENTED_EXAMPLE)
     assert config.recorder.max_event_bytes == 262_144
     assert config.server.idle_timeout_s == 30.0
     assert config.live_data.scopes["my-ext"].owns == ["extensions.items.my-ext"]

@@ -1,4 +1,4 @@
-"""Branch ownership and the scoped merge: the SPEC's checks, in order, and merge laws."""
+"""Branch ownership and the scoped merge: the documented checks, in order, and merge laws."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_a_scope_owning_nothing_or_a_malformed_path_is_refused(owns: list[str]) 
         scopes(**{"my-ext": owns})
 
 
-# ---- the checks, in SPEC order ------------------------------------------------
+# ---- the checks, in their documented order ------------------------------------------------
 
 
 def test_an_unknown_scope_is_an_invalid_request() -> None:
