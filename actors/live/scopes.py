@@ -9,8 +9,8 @@ Each scope owns branches of the document, named by dotted paths:
 
 Owned branches never overlap (``full`` aside, which owns everything by design);
 :func:`build_scopes` refuses a map where they would. A write's ``data`` is always
-shaped like the whole document; :func:`check_write` applies the documented checks (``docs/runbook.md``) in
-order (unknown scope, data outside the scope, own branch omitted) and
+shaped like the whole document; :func:`check_write` applies the checks of
+``docs/runbook.md`` in order (unknown scope, data outside the scope, own branch omitted) and
 :func:`merge` replaces only the scope's branches in a copy of the base.
 """
 
@@ -182,7 +182,7 @@ def check_write(
     delete: bool,
     redactor: Callable[[str], str] | None = None,
 ) -> tuple[Scope, list[str]]:
-    """Apply the pre-merge checks in their documented order; return the scope and the branches written.
+    """Apply the pre-merge checks in order; return the scope and the branches written.
 
     Args:
         scopes: The ownership map.
