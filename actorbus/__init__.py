@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._progress import Progress
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._service import Service, ServiceInfo, open_service
 
-__version__ = "0.1.0"
 __all__ = ["Progress", "Service", "ServiceInfo", "__version__", "open_service"]
 
 _LAZY = frozenset({"Service", "ServiceInfo", "open_service"})

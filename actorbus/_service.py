@@ -30,6 +30,7 @@ from bus import Bus, Server, open_bus, serve_unix
 from contracts import Config, InvalidRequest
 
 from ._layout import MAX_SOCKET_PATH_BYTES, default_socket, make_layout
+from ._version import __version__
 from .ops import ServiceOps
 
 __all__ = ["Service", "ServiceInfo", "open_service"]
@@ -89,8 +90,6 @@ class Service:
 
     def statistics(self) -> dict[str, Any]:
         """What ``stats`` reports: ``{"server", "bus", "service"}`` (no server if embedded)."""
-        from . import __version__
-
         return {
             "server": self.server.statistics() if self.server is not None else None,
             "bus": self.bus.statistics(),
@@ -165,7 +164,7 @@ async def open_service(
             if not listen:
                 yield service
                 return
-            ops = ServiceOps(service)
+            ops = ServiceOps(service.recorder, service.live, service.enrichment, service.statistics)
             async with serve_unix(
                 path,
                 ops.handlers(),

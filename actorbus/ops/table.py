@@ -10,8 +10,9 @@ every op and its status is in ``docs/protocol.md``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from actors import Enrichment, LiveData, Recorder
 from bus import BatchHandler, Handler, Request
 from contracts import (
     OP_APPEND,
@@ -29,9 +30,6 @@ from .enrich import EnrichOps
 from .live import LiveOps
 from .session import SessionOps
 
-if TYPE_CHECKING:
-    from .._service import Service
-
 __all__ = ["ServiceOps"]
 
 
@@ -39,15 +37,23 @@ class ServiceOps:
     """The handler table of one service: every op of ``docs/protocol.md``.
 
     Args:
-        service: The service whose recorder, live data, enrichment and statistics
-            the ops use.
+        recorder: The service's recorder.
+        live: The service's live-data gate.
+        enrichment: The service's enrichment facade.
+        statistics: What ``stats`` answers (the service's counters).
     """
 
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        self.session = SessionOps(service.recorder)
-        self.live = LiveOps(service.live)
-        self.enrichment = EnrichOps(service.enrichment)
+    def __init__(
+        self,
+        recorder: Recorder,
+        live: LiveData,
+        enrichment: Enrichment,
+        statistics: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._statistics = statistics
+        self.session = SessionOps(recorder)
+        self.live = LiveOps(live)
+        self.enrichment = EnrichOps(enrichment)
 
     @staticmethod
     def statuses() -> dict[str, int]:
@@ -76,4 +82,4 @@ class ServiceOps:
     def stats(self, request: Request) -> dict[str, Any]:
         """``stats``: ``{"server", "bus", "service"}`` counters."""
         request.decode(StatsRequest)
-        return self._service.statistics()
+        return self._statistics()
