@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
