@@ -56,7 +56,8 @@ async def _run_producers(
     per_producer = total // PRODUCERS
     async with open_bus(BusConfig(mailbox_size=4096)) as bus:
         recorder = Recorder(bus, root, RecorderConfig())
-        await recorder.open_session(_USER, session_ids[0])
+        for session_id in session_ids:  # a session is open once its log exists
+            await recorder.open_session(_USER, session_id)
         append = recorder.append
         clock = time.perf_counter
 

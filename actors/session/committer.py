@@ -31,7 +31,7 @@ import msgspec
 
 from contracts import ActorbusError, RecorderIOError
 
-from .file_store import LockContended
+from .file_store import LockContended, LogWindow
 
 __all__ = ["Committer", "Outcome", "SessionStore"]
 
@@ -47,7 +47,7 @@ class SessionStore(Protocol):
     """Where session logs live. Every method blocks; call them off the event loop.
 
     :class:`~actors.FileSessionStore` is the file implementation; another backend
-    (a stream with expected-sequence appends) implements the same four calls.
+    (a stream with expected-sequence appends) implements the same five calls.
     """
 
     def open_session(self, user_id: str, session_id: str) -> bool:
@@ -72,6 +72,10 @@ class SessionStore(Protocol):
 
     def size(self, user_id: str, session_id: str) -> int:
         """The log's length in bytes."""
+        ...
+
+    def window(self, user_id: str, session_id: str, offset: int, limit: int) -> LogWindow:
+        """Read from ``offset`` with the log's size and identity; see :class:`LogWindow`."""
         ...
 
 

@@ -21,6 +21,8 @@ import msgspec
 
 from contracts import ActorbusError, EventHead, EventTooLarge, InvalidEvent
 
+from .._shared.numbers import json_suspect, json_unportable, unportable
+
 __all__ = [
     "ENVELOPE_OVERHEAD",
     "EventCheck",
@@ -231,7 +233,8 @@ class EventCheck:
             are one line) and its head.
 
         Raises:
-            InvalidEvent: Not a JSON object, not UTF-8, a required field missing,
+            InvalidEvent: Not a JSON object, not UTF-8, a number not every reader
+                can carry (``docs/protocol.md``), a required field missing,
                 empty or not a string, or an unsafe ``user_id``/``session_id``.
             EventTooLarge: The line would exceed ``max_event_bytes``.
         """
@@ -241,6 +244,7 @@ class EventCheck:
             and 10 not in event
             and 13 not in event
             and event.isascii()
+            and not json_suspect(event)
         ):
             # The common event: one line, ASCII, under the bound. Decoded once; any
             # doubt (an error, an empty field, an id not yet known safe) goes the
@@ -308,6 +312,16 @@ class EventCheck:
             raw = msgspec.json.format(raw, indent=0)
             if len(raw) > self.max_raw_bytes:
                 raise self._too_large(len(raw))
+        # What is acknowledged must read back through every framing. A mapping is
+        # walked as given: its NaN and Infinity were already written as null above.
+        if isinstance(event, Mapping):
+            why = unportable(event) if b"null" in raw or json_suspect(raw) else None
+        else:
+            why = json_unportable(raw) if json_suspect(raw) else None
+        if why is not None:
+            raise InvalidEvent(
+                f"event holds {why}, which not every reader can carry; nothing was written"
+            )
         return raw, head
 
     def check_batch(
@@ -438,7 +452,10 @@ class EventCheck:
         return decode
 
     def _plain(self, events: Sequence[bytes | Mapping[str, Any]]) -> bool:
-        """Whether every event is bytes, under the size bound, on one line and ASCII.
+        """Whether every event is bytes, under the bound, one line, ASCII, no suspect number.
+
+        A suspect number (see ``actors/_shared/numbers.py``) sends the batch event by
+        event through :meth:`check`, which decides it.
 
         The scans run over slices joined a few at a time: one allocation of the
         whole batch would be large enough for the allocator to map and unmap it
@@ -451,7 +468,7 @@ class EventCheck:
         for at in range(0, len(plain), _SCAN_SLICE):
             part = plain[at : at + _SCAN_SLICE]
             joined = b"".join(part)
-            if 10 in joined or 13 in joined or not joined.isascii():
+            if 10 in joined or 13 in joined or not joined.isascii() or json_suspect(joined):
                 return False
             # A slice whose events together fit the bound needs no look at each size.
             if len(joined) > bound and max(map(len, part)) > bound:

@@ -3,18 +3,23 @@
 Every function here blocks (disk, ``flock``), so it runs on a worker thread, never
 on the event loop. An append is one call::
 
-    open(O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+    open(O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+      -> fstat: a regular file, or refused
       -> flock(LOCK_EX) on that descriptor
       -> write() each chunk of complete lines whole (truncate back on a short write)
       -> fsync (durability "fsync" only)
       -> close (which releases the lock)
 
-``O_NONBLOCK`` makes a FIFO planted at the log's path fail the open instead of
-hanging the writer; it changes nothing for a regular file. Reads also refuse
-anything but a regular file. The store never creates a
-directory: a missing session directory is :class:`~contracts.MissingSessionPath`.
-The one exception is :meth:`FileSessionStore.open_session`, which hands over to the
-session manager, the only mkdir authority.
+``O_NONBLOCK`` keeps the open from hanging on a FIFO planted at the log's path (one
+with no reader fails, one with a reader opens), and the ``fstat`` after it refuses
+anything but a regular file, once per open, so no byte is acknowledged that no
+file holds. Reads refuse the same way.
+
+An append never creates anything: a session is open when its log exists, and
+:meth:`FileSessionStore.open_session` is what makes it exist (the session
+manager makes the directory, the only mkdir authority; this module creates the
+empty log). A missing log is :class:`~contracts.MissingSessionPath`, so a typo in a
+session id starts no log.
 
 Error messages name the failure (an errno name), never the path.
 """
@@ -28,20 +33,28 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from contracts import ActorbusError, MissingSessionPath, RecorderIOError
 
 from .events import session_path
 from .manager import create_session_dir
 
-__all__ = ["FileSessionStore", "LockContended"]
+__all__ = ["FileSessionStore", "LockContended", "LogWindow", "file_kind"]
 
 log = logging.getLogger("actorbus.recorder")
 
-_APPEND_FLAGS = (
-    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-)
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 _PATH_CACHE_MAX = 65_536
 
 
@@ -52,18 +65,47 @@ class LockContended(Exception):
     """
 
 
+class LogWindow(NamedTuple):
+    """What one read of a session log saw, all from one open descriptor.
+
+    Attributes:
+        data: The bytes read from the requested offset.
+        size: The log's length when it was read (under the shared lock).
+        identity: Which file was read (device and inode): a log replaced by
+            another file (a rotation by rename) has another identity.
+    """
+
+    data: bytes
+    size: int
+    identity: tuple[int, int]
+
+
+def file_kind(mode: int) -> str:
+    """The kind of a file that is not a regular one, for an error message (no path)."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "EIO")
 
 
 def _open_error(exc: OSError) -> ActorbusError:
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
-        return MissingSessionPath("session directory does not exist; open the session first")
+        return MissingSessionPath("session was never opened (no session log); open it first")
     if exc.errno == errno.ELOOP:
         return RecorderIOError("session log is a symbolic link; refused")
     if exc.errno == errno.ENXIO:
-        return RecorderIOError("session log is not a regular file; refused")
+        return RecorderIOError("session log is a FIFO; refused")
+    if exc.errno == errno.EISDIR:
+        return RecorderIOError("session log is a directory; refused")
     return RecorderIOError(f"session log could not be opened ({_errno_name(exc)})")
+
+
+def _not_regular(mode: int) -> RecorderIOError:
+    return RecorderIOError(f"session log is {file_kind(mode)}, not a regular file; refused")
 
 
 class FileSessionStore:
@@ -101,8 +143,42 @@ class FileSessionStore:
         return path
 
     def open_session(self, user_id: str, session_id: str) -> bool:
-        """Create the session directory; return whether this call created it."""
-        return create_session_dir(self.root, user_id, session_id)
+        """Open the session: its directory (by the session manager), then its empty log.
+
+        Idempotent. A log rotated away is created again, empty.
+
+        Returns:
+            Whether this call created the log (False: the session was open).
+
+        Raises:
+            InvalidEvent: An id is not safe (nothing is created).
+            RecorderIOError: The directory or log cannot be created, or something
+                other than a regular file is at the log's path.
+        """
+        create_session_dir(self.root, user_id, session_id)
+        path = self.log_path(user_id, session_id)
+        try:
+            fd = os.open(path, _CREATE_FLAGS, 0o600)
+        except FileExistsError:
+            fd = -1
+        except OSError as exc:
+            raise RecorderIOError(
+                f"session log could not be created ({_errno_name(exc)})"
+            ) from None
+        if fd >= 0:
+            os.close(fd)
+            return True
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except OSError as exc:
+            raise _open_error(exc) from None
+        try:
+            mode = os.fstat(fd).st_mode
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode)
+        return False
 
     def append(
         self,
@@ -132,10 +208,15 @@ class FileSessionStore:
             LockContended: ``wait`` is false and the lock is held elsewhere.
         """
         try:
-            fd = os.open(self.log_path(user_id, session_id), _APPEND_FLAGS, 0o600)
+            fd = os.open(self.log_path(user_id, session_id), _APPEND_FLAGS)
         except OSError as exc:
             return 0, _open_error(exc)
         try:
+            # Once per open: a FIFO with a reader (or any non-regular file) opens,
+            # and would take bytes that no file keeps.
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                return 0, _not_regular(mode)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -180,59 +261,46 @@ class FileSessionStore:
         """Read up to ``limit`` bytes from ``offset`` under a shared lock.
 
         The shared lock waits out any append in progress, so what is read ends
-        where some append ended. A log not yet created reads as empty.
+        where some append ended.
 
         Raises:
-            MissingSessionPath: The session directory does not exist.
+            MissingSessionPath: The session was never opened (no log).
             RecorderIOError: The log is not a regular file or cannot be read.
         """
-        fd = self._open_for_read(user_id, session_id)
-        if fd < 0:
-            return b""
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            self._check_regular(fd)
-            return os.pread(fd, limit, offset)
-        except OSError as exc:
-            raise RecorderIOError(f"session log could not be read ({_errno_name(exc)})") from None
-        finally:
-            os.close(fd)
+        return self.window(user_id, session_id, offset, limit).data
 
     def size(self, user_id: str, session_id: str) -> int:
-        """The log's length in bytes between appends (0 for a log not yet created).
+        """The log's length in bytes between appends.
 
         Raises:
-            MissingSessionPath: The session directory does not exist.
+            MissingSessionPath: The session was never opened (no log).
             RecorderIOError: The log is not a regular file or cannot be read.
         """
-        fd = self._open_for_read(user_id, session_id)
-        if fd < 0:
-            return 0
+        return self.window(user_id, session_id, 0, 0).size
+
+    def window(self, user_id: str, session_id: str, offset: int, limit: int) -> LogWindow:
+        """:meth:`read`, with the log's size and identity seen by the same descriptor.
+
+        Raises:
+            MissingSessionPath: The session was never opened (no log).
+            RecorderIOError: The log is not a regular file or cannot be read.
+        """
         try:
+            fd = os.open(self.log_path(user_id, session_id), _READ_FLAGS)
+        except OSError as exc:
+            raise _open_error(exc) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _not_regular(info.st_mode)
             fcntl.flock(fd, fcntl.LOCK_SH)
-            return self._check_regular(fd)
+            info = os.fstat(fd)  # the length once any append in progress is done
+            data = os.pread(fd, limit, offset) if limit > 0 else b""
+            return LogWindow(data, info.st_size, (info.st_dev, info.st_ino))
         except OSError as exc:
             raise RecorderIOError(f"session log could not be read ({_errno_name(exc)})") from None
         finally:
             os.close(fd)
-
-    def _open_for_read(self, user_id: str, session_id: str) -> int:
-        path = self.log_path(user_id, session_id)
-        try:
-            return os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            if os.path.isdir(os.path.dirname(path)):
-                return -1
-            raise _open_error(FileNotFoundError()) from None
-        except OSError as exc:
-            raise _open_error(exc) from None
-
-    @staticmethod
-    def _check_regular(fd: int) -> int:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RecorderIOError("session log is not a regular file; refused")
-        return info.st_size
 
 
 def _truncate(fd: int, undo: int) -> None:

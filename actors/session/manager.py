@@ -1,9 +1,11 @@
 """The session manager: the only code that creates session directories.
 
-The writer never creates a directory, so an append to a session nobody opened
-fails with :class:`~contracts.MissingSessionPath` instead of scattering directories
-for mistyped ids. Opening a session is the explicit, separate step that makes
-``<root>/logs/users/<user_id>/sessions/`` exist.
+The writer never creates a directory or a log, so an append to a session nobody
+opened fails with :class:`~contracts.MissingSessionPath` instead of scattering
+files for mistyped ids. Opening a session is the explicit, separate step: this
+module makes ``<root>/logs/users/<user_id>/sessions/`` exist, and the IO module
+(``file_store``) then creates the session's empty log, which is what marks that
+one session open.
 """
 
 from __future__ import annotations

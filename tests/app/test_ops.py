@@ -122,9 +122,13 @@ async def test_append_batch_answers_one_response_object_per_event_in_order(
     ]
     wire = [msgspec.Raw(e) if framing == "jsonl" else msgspec.json.decode(e) for e in events]
     async with serving() as service:
-        requests = [opened(1), {"id": 2, "op": "append.batch", "events": wire}]
+        requests = [
+            opened(1),
+            opened(3, session="other"),
+            {"id": 2, "op": "append.batch", "events": wire},
+        ]
         answers = await exchange(service.socket_path, framing, requests)
-        results = ok(answers[1])["results"]
+        results = ok(answers[2])["results"]
         assert [(r["ok"], r["status"]) for r in results] == [
             (True, 201),
             (False, 400),

@@ -45,7 +45,8 @@ async def test_jobs_of_many_sessions_run_on_one_thread_that_is_not_the_loop(
     tmp_path: Path,
 ) -> None:
     store = RecordingStore(tmp_path)
-    store.open_session("u1", "s0")
+    for i in range(50):
+        store.open_session("u1", f"s{i}")
     committer = Committer(asyncio.get_running_loop(), store)
     futures = [committer.submit("u1", f"s{i}", [LINE], durable=False) for i in range(50)]
     outcomes = await asyncio.gather(*futures)
@@ -101,6 +102,7 @@ async def test_errors_from_the_store_become_outcomes(tmp_path: Path) -> None:
 async def test_a_log_locked_elsewhere_stalls_only_its_own_session(tmp_path: Path) -> None:
     store = FileSessionStore(tmp_path)
     store.open_session("u1", "locked")
+    store.open_session("u1", "free")
     held = session_path(tmp_path, "u1", "locked")
     code = (
         "import fcntl, os, sys\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -141,8 +142,9 @@ def test_envelope_overhead_matches_a_real_line() -> None:
 def test_event_bytes_are_kept_byte_for_byte() -> None:
     raw = (
         b'{"record_id":"r1","user_id":"u1","session_id":"s1","source":"t",'
-        b'"timestamp":"2026-11-22T09:15:02.1370+01:00","n":1.50,"big":12345678901234567890123,'
-        b'"e":1E5,"s":"caf\\u00e9 \\/","unknown":{"nested":[1, 2 ,3]}}'
+        b'"timestamp":"2026-11-22T09:15:02.1370+01:00","n":1.50,"big":18446744073709551615,'
+        b'"low":-9223372036854775808,"e":1E5,"x":1.5E+300,"id":"12345678901234567890123",'
+        b'"tiny":1e-400,"s":"caf\\u00e9 \\/","unknown":{"nested":[1, 2 ,3]}}'
     )
     checked, head = EventCheck(4096).check(raw)
     assert checked == raw
@@ -370,3 +372,44 @@ def test_a_plain_batch_is_settled_as_the_per_event_check_settles_it(events: list
             assert record_ids == [h["record_id"] for _, h in expected]  # type: ignore[misc]
         else:
             assert [_outcome(o) for o in checker.check_batch(events, heads)] == expected
+
+
+HEAD = b'"record_id":"r1","user_id":"u1","session_id":"s1","source":"t"'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"1" + b"0" * 9999,  # the 10,000-digit integer
+        b"18446744073709551616",  # 2**64
+        b"-9223372036854775809",  # -2**63 - 1
+        b"1e400",
+        b"-1E+400",
+        b"1" + b"0" * 400 + b".0",  # a float literal that overflows without an exponent
+        b'[1, {"deep": 123456789012345678901234567890}]',
+    ],
+)
+def test_a_number_not_every_reader_can_carry_is_rejected(value: bytes) -> None:
+    raw = b"{" + HEAD + b',"v":' + value + b"}"
+    checker = EventCheck(1 << 20)
+    with pytest.raises(InvalidEvent, match="not every reader can carry") as caught:
+        checker.check(raw)
+    assert value[:12].decode() not in caught.value.message
+    # The batch paths decide the same, and the other events of the batch pass.
+    good = b"{" + HEAD + b',"v":1}'
+    outcomes = checker.check_batch([good, raw, good])
+    assert [type(o).__name__ for o in outcomes] == ["tuple", "InvalidEvent", "tuple"]
+    assert checker.plain_batch([good, raw, good, good]) == (None, None)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_in_a_decoded_event_are_rejected_not_written_as_null(
+    value: float,
+) -> None:
+    event = {"record_id": "r1", "user_id": "u1", "session_id": "s1", "source": "t"}
+    with pytest.raises(InvalidEvent, match="NaN or Infinity"):
+        EventCheck(4096).check({**event, "nested": {"list": [1, value]}})
+    with pytest.raises(InvalidEvent, match="outside"):
+        EventCheck(4096).check({**event, "n": 2**64})
+    checked, _ = EventCheck(4096).check({**event, "n": None, "f": 1.5, "i": 2**64 - 1})
+    assert checked.endswith(b'"n":null,"f":1.5,"i":18446744073709551615}')

@@ -47,6 +47,7 @@ def test_missing_session_directory_is_reported_and_nothing_is_created(tmp_path: 
 
 def test_symlinked_log_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     log = opened(tmp_path)
+    log.unlink()
     target = tmp_path / "elsewhere.txt"
     target.write_bytes(b"precious\n")
     log.symlink_to(target)
@@ -61,6 +62,7 @@ def test_symlinked_log_is_refused_and_its_target_untouched(tmp_path: Path) -> No
 
 def test_fifo_in_place_of_the_log_is_refused_without_hanging(tmp_path: Path) -> None:
     log = opened(tmp_path)
+    log.unlink()
     os.mkfifo(log)
     store = FileSessionStore(tmp_path)
     written, error = store.append("u1", "s1", [LINE_A], durable=False, wait=False)
@@ -186,9 +188,80 @@ def test_read_takes_a_shared_lock_and_sees_only_whole_appends(tmp_path: Path) ->
         os.close(fd)
 
 
-def test_log_not_yet_created_reads_as_empty(tmp_path: Path) -> None:
-    opened(tmp_path)
+def test_an_opened_session_has_an_empty_log_that_reads_as_empty(tmp_path: Path) -> None:
+    log = opened(tmp_path)
     store = FileSessionStore(tmp_path)
     assert store.read("u1", "s1", 0, 100) == b""
     assert store.size("u1", "s1") == 0
-    assert not session_path(tmp_path, "u1", "s1").exists()
+    assert log.read_bytes() == b""
+    assert (log.stat().st_mode & 0o777) == 0o600
+
+
+def test_open_session_answers_created_once_per_session_and_keeps_the_log(tmp_path: Path) -> None:
+    store = FileSessionStore(tmp_path)
+    assert store.open_session("u1", "s1") is True
+    store.append("u1", "s1", [LINE_A], durable=False, wait=False)
+    assert store.open_session("u1", "s1") is False
+    # A second session of the same user is a session of its own: created too.
+    assert store.open_session("u1", "s2") is True
+    assert session_path(tmp_path, "u1", "s1").read_bytes() == LINE_A
+
+
+def test_append_to_a_session_never_opened_beside_an_open_one_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    opened(tmp_path)
+    store = FileSessionStore(tmp_path)
+    written, error = store.append("u1", "s1-typo", [LINE_A], durable=False, wait=False)
+    assert written == 0 and isinstance(error, MissingSessionPath)
+    assert not session_path(tmp_path, "u1", "s1-typo").exists()
+    with pytest.raises(MissingSessionPath):
+        store.read("u1", "s1-typo", 0, 100)
+
+
+def test_a_log_rotated_away_is_missing_until_the_session_is_opened_again(tmp_path: Path) -> None:
+    log = opened(tmp_path)
+    store = FileSessionStore(tmp_path)
+    store.append("u1", "s1", [LINE_A], durable=False, wait=False)
+    log.rename(log.with_name("s1.jsonl.1"))
+    written, error = store.append("u1", "s1", [LINE_B], durable=False, wait=False)
+    assert written == 0 and isinstance(error, MissingSessionPath)
+    assert not log.exists()
+    assert store.open_session("u1", "s1") is True
+    assert store.append("u1", "s1", [LINE_B], durable=False, wait=False) == (1, None)
+    assert log.read_bytes() == LINE_B
+
+
+def test_fifo_with_a_reader_at_the_log_is_refused_and_nothing_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    log = opened(tmp_path)
+    log.unlink()
+    os.mkfifo(log)
+    # A reader holds the FIFO open, so an O_NONBLOCK open for writing succeeds.
+    reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        store = FileSessionStore(tmp_path)
+        written, error = store.append("u1", "s1", [LINE_A], durable=False, wait=False)
+        assert written == 0 and isinstance(error, RecorderIOError)
+        assert "FIFO" in error.message and str(tmp_path) not in error.message
+        assert os.read(reader, 100) == b""  # nothing reached the FIFO
+        with pytest.raises(RecorderIOError, match="FIFO"):
+            store.read("u1", "s1", 0, 100)
+        with pytest.raises(RecorderIOError, match="FIFO"):
+            store.open_session("u1", "s1")
+    finally:
+        os.close(reader)
+
+
+def test_directory_at_the_log_path_is_refused_by_open_append_and_read(tmp_path: Path) -> None:
+    log = opened(tmp_path)
+    log.unlink()
+    log.mkdir()
+    store = FileSessionStore(tmp_path)
+    written, error = store.append("u1", "s1", [LINE_A], durable=False, wait=False)
+    assert written == 0 and isinstance(error, RecorderIOError) and "directory" in error.message
+    with pytest.raises(RecorderIOError, match="directory"):
+        store.open_session("u1", "s1")
+    with pytest.raises(RecorderIOError, match="directory"):
+        store.read("u1", "s1", 0, 100)

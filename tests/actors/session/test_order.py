@@ -62,6 +62,7 @@ async def test_appends_and_batches_pipelined_on_one_session_land_in_the_order_se
     ]
     async with open_service(root) as service:
         await service.recorder.open_session("u", "s")
+        await service.recorder.open_session("u", "t")
         for _ in range(3):  # a few rounds: any overtaking would show up
             answers = await exchange(service.socket_path, "jsonl", requests)
             assert all(a["ok"] for a in answers)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from support.recording import event, recording
 
-from contracts import (
-    MissingSessionPath,
-)
+from actors import FileSessionStore, Recorder, session_path
+from contracts import AppendResult, MissingSessionPath, RecorderIOError
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +109,139 @@ async def test_follow_ends_when_the_bus_closes(tmp_path: Path) -> None:
                     await anyio.sleep(0.005)
     # Leaving the bus closed its topics: the follower ended instead of hanging.
     assert len(lines) == 1
+
+
+def rotate_by_copy_and_truncate(log: Path, rotated: Path) -> None:
+    """The operator's rotation ``docs/recording.md`` describes: copy, truncate, under the flock."""
+    fd = os.open(log, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        rotated.write_bytes(log.read_bytes())
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def append_elsewhere(log: Path, lines: list[bytes]) -> None:
+    """Append as another process would (under the log's flock), publishing nothing here."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"".join(lines))
+    finally:
+        os.close(fd)
+
+
+def envelope(line: bytes) -> bytes:
+    return b'{"recorded_at":"2026-01-01T00:00:00.000Z","event":' + line + b"}\n"
+
+
+async def follow_until_it_ends(
+    recorder: Recorder,
+    caught_up: int,
+    rotate: Callable[[], Awaitable[None]],
+    poll_s: float = 10,
+) -> tuple[list[bytes], BaseException | None]:
+    """Follow u1/s1; once ``caught_up`` lines arrived run ``rotate``; return lines and the end."""
+    lines: list[bytes] = []
+    ended: list[BaseException | None] = []
+    reached = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+
+            async def follow() -> None:
+                try:
+                    async for line in recorder.follow("u1", "s1", poll_s=poll_s):
+                        lines.append(line)
+                        if len(lines) == caught_up:
+                            reached.set()
+                except (RecorderIOError, MissingSessionPath) as exc:
+                    ended.append(exc)
+                else:
+                    ended.append(None)
+
+            tg.start_soon(follow)
+            await reached.wait()
+            await rotate()
+    return lines, ended[0]
+
+
+async def test_a_copy_and_truncate_rotation_ends_a_follower_without_a_fragment(
+    tmp_path: Path,
+) -> None:
+    log = session_path(tmp_path, "u1", "s1")
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append_batch([event(i) for i in range(5)])
+
+        async def rotate() -> None:
+            rotate_by_copy_and_truncate(log, tmp_path / "s1.jsonl.1")
+            # Twelve longer lines land before the follower reads again: the log
+            # grows back past the follower's offset, so a size check alone misses it.
+            results = await recorder.append_batch([event(100 + i, pad="x" * 40) for i in range(12)])
+            assert all(isinstance(r, AppendResult) for r in results)
+
+        lines, end = await follow_until_it_ends(recorder, 5, rotate)
+    assert isinstance(end, RecorderIOError) and "truncated" in end.message
+    assert str(tmp_path) not in end.message
+    # Only whole envelopes were yielded, and none of them from the middle of a line.
+    assert [json.loads(line)["event"]["seq"] for line in lines] == list(range(5))
+    assert os.path.getsize(log) > sum(len(line) + 1 for line in lines)
+
+
+async def test_a_rotation_by_rename_and_reopen_ends_a_follower(tmp_path: Path) -> None:
+    log = session_path(tmp_path, "u1", "s1")
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append_batch([event(i) for i in range(3)])
+
+        async def rotate() -> None:
+            # The rotation procedure renames and recreates in one step (no await
+            # between), as a rotation tool does: the follower sees a new file.
+            log.rename(tmp_path / "s1.jsonl.1")
+            assert FileSessionStore(tmp_path).open_session("u1", "s1") is True
+            await recorder.append_batch([event(10 + i) for i in range(6)])
+
+        lines, end = await follow_until_it_ends(recorder, 3, rotate)
+    assert isinstance(end, RecorderIOError) and "replaced" in end.message
+    assert [json.loads(line)["event"]["seq"] for line in lines] == [0, 1, 2]
+
+
+async def test_a_log_removed_under_a_follower_ends_it_with_missing_session(tmp_path: Path) -> None:
+    log = session_path(tmp_path, "u1", "s1")
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        await recorder.append(event(0))
+
+        async def rotate() -> None:
+            log.rename(tmp_path / "s1.jsonl.1")
+
+        lines, end = await follow_until_it_ends(recorder, 1, rotate, poll_s=0.02)
+    assert isinstance(end, MissingSessionPath) and "removed" in end.message
+    assert len(lines) == 1
+
+
+async def test_a_follower_from_the_end_yields_only_whole_new_lines(tmp_path: Path) -> None:
+    log = session_path(tmp_path, "u1", "s1")
+    async with recording(tmp_path) as (_, recorder):
+        await recorder.open_session("u1", "s1")
+        # Longer than the tail a follower looks back at, so it starts mid-log.
+        await recorder.append_batch([event(i, pad="y" * 300) for i in range(40)])
+        seen: list[int] = []
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+
+                async def follow() -> None:
+                    async for line in recorder.follow("u1", "s1", from_start=False, poll_s=0.02):
+                        seen.append(json.loads(line)["event"]["seq"])
+                        if seen[-1] == 99:
+                            tg.cancel_scope.cancel()
+
+                tg.start_soon(follow)
+                marker = 50
+                while not seen:
+                    append_elsewhere(log, [envelope(event(marker))])
+                    marker += 1
+                    await anyio.sleep(0.01)
+                append_elsewhere(log, [envelope(event(99))])
+    assert seen[-1] == 99 and all(seq >= 50 for seq in seen)

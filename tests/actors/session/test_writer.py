@@ -68,7 +68,8 @@ async def test_concurrent_producers_keep_their_own_order(tmp_path: Path) -> None
 
 async def test_passivating_writers_mid_stream_loses_and_reorders_nothing(tmp_path: Path) -> None:
     async with recording(tmp_path, idle_s=0.005) as (bus, recorder):
-        await recorder.open_session("u1", "s1")
+        for n in range(3):
+            await recorder.open_session("u1", f"s{n}")
 
         async def producer(session: str) -> None:
             for seq in range(60):
