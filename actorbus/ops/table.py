@@ -47,7 +47,7 @@ class ServiceOps:
         self._service = service
         self.session = SessionOps(service.recorder)
         self.live = LiveOps(service.live)
-        self.enrichment = EnrichOps(service.enrichment)
+        self.enrichment = EnrichOps(service.enrichment, service.config.http.max_runs)
 
     @staticmethod
     def statuses() -> dict[str, int]:
