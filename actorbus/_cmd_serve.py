@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from bus import run
 from contracts import Config, InvalidRequest, load_config
 
@@ -41,6 +43,11 @@ async def _serve(root: Path, config: Config, path: Path) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if service.http is not None and service.http.listening is not None:
+            # The bound address (a port of 0 picks one), for people and for scripts.
+            print(
+                f"actorbus: HTTP on http://{service.http.listening}/", file=sys.stderr, flush=True
+            )
         signum = await service.wait_for_signal()
         print(f"actorbus: {signum.name}: shutting down", file=sys.stderr, flush=True)
     print("actorbus: stopped", file=sys.stderr, flush=True)
@@ -51,6 +58,9 @@ async def _serve(root: Path, config: Config, path: Path) -> int:
 def _run(args: argparse.Namespace) -> int:
     logging.getLogger("actorbus").setLevel(args.log_level.upper())
     config = read_config(args.config)
+    if args.http is not None:
+        http = msgspec.structs.replace(config.http, listen=args.http)
+        config = msgspec.structs.replace(config, http=http)
     code: int = run(_serve, root_of(args), config, socket_of(args))
     return code
 
@@ -70,6 +80,15 @@ def register(subparsers: Any) -> None:
     add_target_options(parser)
     parser.add_argument(
         "--config", type=Path, default=None, metavar="FILE.toml", help="the configuration file"
+    )
+    parser.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help=(
+            "also serve HTTP on this TCP address (loopback unless [http] allow_remote; "
+            "overrides [http] listen); the Unix socket always answers HTTP"
+        ),
     )
     parser.add_argument(
         "--log-level",

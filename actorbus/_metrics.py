@@ -29,6 +29,20 @@ _SERVER: tuple[tuple[str, str, str, str], ...] = (
     ("bytes_out", "actorbus_server_sent_bytes_total", "counter", "Bytes written to clients."),
 )
 
+# (key in stats.http, metric name, type, help)
+_HTTP: tuple[tuple[str, str, str, str], ...] = (
+    ("connections", "actorbus_http_connections", "gauge", "HTTP connections open now."),
+    (
+        "connections_total",
+        "actorbus_http_connections_total",
+        "counter",
+        "HTTP connections accepted.",
+    ),
+    ("requests", "actorbus_http_requests_total", "counter", "HTTP requests read."),
+    ("bytes_in", "actorbus_http_received_bytes_total", "counter", "HTTP bytes read."),
+    ("bytes_out", "actorbus_http_sent_bytes_total", "counter", "HTTP bytes written."),
+)
+
 # (key in an actor's statistics, metric name suffix, type, help)
 _ACTOR: tuple[tuple[str, str, str, str], ...] = (
     ("live", "live_instances", "gauge", "Instances alive now."),
@@ -110,6 +124,26 @@ def prometheus_text(stats: Mapping[str, Any]) -> str:
             "actorbus_server_errors_total",
             "counter",
             "Error responses by wire code.",
+            count,
+            {"code": code},
+        )
+    recording = stats.get("recording") or {}
+    if "recorded" in recording:
+        out.add(
+            "actorbus_events_recorded_total",
+            "counter",
+            "Events acknowledged (written to their session log).",
+            recording["recorded"],
+        )
+    http = stats.get("http") or {}
+    for key, name, kind, help_text in _HTTP:
+        if key in http:
+            out.add(name, kind, help_text, http[key])
+    for code, count in sorted((http.get("errors") or {}).items()):
+        out.add(
+            "actorbus_http_errors_total",
+            "counter",
+            "HTTP error answers by code.",
             count,
             {"code": code},
         )

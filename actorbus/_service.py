@@ -26,11 +26,12 @@ import anyio
 import msgspec
 
 from actors import Enrichment, LiveData, Provider, Recorder
-from bus import Bus, Server, open_bus, serve_unix
+from bus import Bus, HttpEndpoint, Server, open_bus, serve_unix
 from contracts import Config, InvalidRequest
 
 from ._layout import MAX_SOCKET_PATH_BYTES, default_socket, make_layout
 from ._version import __version__
+from .http import build_endpoint
 from .ops import ServiceOps
 
 __all__ = ["Service", "ServiceInfo", "open_service"]
@@ -66,6 +67,9 @@ class Service:
         live: The live-data gate.
         enrichment: Cached enrichment.
         server: The socket server, ``None`` when not listening.
+        http: The HTTP endpoint (on the socket, and on TCP when configured), ``None``
+            when not listening.
+        state: ``starting``, ``serving`` or ``draining`` (what ``/readyz`` reports).
     """
 
     def __init__(
@@ -86,13 +90,21 @@ class Service:
         self.enrichment = enrichment
         self.socket_path = socket_path
         self.server: Server | None = None
+        self.http: HttpEndpoint | None = None
+        self.state = "starting"
+        # The ops the socket and HTTP share, once listening (their counters are in stats).
+        self.ops: Any = None
         self._started = time.monotonic()
 
     def statistics(self) -> dict[str, Any]:
-        """What ``stats`` reports: ``{"server", "bus", "service"}`` (no server if embedded)."""
+        """``stats``: ``{"server", "http", "bus", "service"}`` (no server or http if embedded)."""
+        ops = self.ops
         return {
             "server": self.server.statistics() if self.server is not None else None,
+            "http": self.http.statistics() if self.http is not None else None,
             "bus": self.bus.statistics(),
+            "recording": {"recorded": ops.session.recorded if ops is not None else 0},
+            "live": {"last_write": ops.live.last_write if ops is not None else None},
             "service": ServiceInfo(
                 version=__version__,
                 uptime_s=round(time.monotonic() - self._started, 3),
@@ -164,17 +176,41 @@ async def open_service(
             if not listen:
                 yield service
                 return
-            ops = ServiceOps(service.recorder, service.live, service.enrichment, service.statistics)
-            async with serve_unix(
-                path,
-                ops.handlers(),
-                config.server,
-                bus=bus,
-                statuses=ops.statuses(),
-                batch_handlers=ops.batch_handlers(),
-            ) as server:
-                service.server = server
-                yield service
+            ops = service.ops = ServiceOps(
+                service.recorder,
+                service.live,
+                service.enrichment,
+                service.statistics,
+                config.http.max_runs,
+            )
+            http = service.http = await build_endpoint(
+                ops, config, service.statistics, lambda: service.state
+            )
+            try:
+                if config.http.listen is not None:
+                    # Before the socket: a refused address stops the start, nothing served.
+                    await http.listen_tcp(config.http.listen, allow_remote=config.http.allow_remote)
+                async with serve_unix(
+                    path,
+                    ops.handlers(),
+                    config.server,
+                    bus=bus,
+                    statuses=ops.statuses(),
+                    batch_handlers=ops.batch_handlers(),
+                    hand_over=http.hand_over,
+                ) as server:
+                    service.server = server
+                    service.state = "serving"
+                    try:
+                        yield service
+                    finally:
+                        service.state = "draining"
+                        # HTTP first, while the socket's own connections are still served.
+                        with anyio.CancelScope(shield=True):
+                            await http.aclose(config.server.shutdown_deadline_s)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await http.aclose(config.server.shutdown_deadline_s)
     except ExceptionGroup as group:
         # The bus's task group wraps what its body raised; one error reads better bare.
         if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], ExceptionGroup):

@@ -17,6 +17,7 @@ __all__ = [
     "BusConfig",
     "Config",
     "EnrichmentConfig",
+    "HttpConfig",
     "LiveDataConfig",
     "ProviderConfig",
     "RecorderConfig",
@@ -62,6 +63,38 @@ class ServerConfig(Base, frozen=True):
     max_inflight_per_connection: int = 1024
     max_inflight_total: int = 65_536
     shutdown_deadline_s: float = 10.0
+
+
+class HttpConfig(Base, frozen=True):
+    """HTTP/1.1 beside the socket's own framings (``docs/http.md``).
+
+    HTTP is always answered on the Unix socket; ``listen`` adds a TCP listener.
+
+    Attributes:
+        listen: ``"host:port"`` of a TCP listener (``"[::1]:8787"`` for IPv6), or
+            ``None`` for the Unix socket only.
+        allow_remote: Allow ``listen`` on an address that is not loopback.
+        token_file: A file holding the bearer token that writes over TCP must send;
+            without one every write over TCP is refused.
+        allowed_hosts: ``Host`` names accepted beside localhost, 127.0.0.1 and [::1].
+        cors_origins: Origins given CORS headers; none by default.
+        header_timeout_s: A request's headers must arrive within this, from its first byte.
+        body_timeout_s: A request's body must arrive within this, from its headers.
+        max_header_bytes: The request line and headers together, at most.
+        keepalive_timeout_s: An idle keep-alive connection is closed after this.
+        max_runs: Enrichment reports kept in memory for ``GET /v1/enrich/runs``.
+    """
+
+    listen: str | None = None
+    allow_remote: bool = False
+    token_file: str | None = None
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=256)] = 16_384
+    keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    max_runs: Annotated[int, msgspec.Meta(ge=1)] = 32
 
 
 class ScopeConfig(Base, frozen=True):
@@ -122,6 +155,7 @@ class Config(Base, frozen=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     live_data: LiveDataConfig = msgspec.field(default_factory=LiveDataConfig)
     enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
 
 
 def load_config(data: bytes | str | None) -> Config:

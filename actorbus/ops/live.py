@@ -25,18 +25,34 @@ class LiveOps:
         # Live writes accepted and not finished; a live.read waits for those before
         # it, so a client reads what it wrote. Loop thread only.
         self._writes: set[asyncio.Future[Any]] = set()
+        # The last accepted write's safe metadata (scope, base, lock wait; never the
+        # data), for the dashboard. Set by the write's done callback, loop thread only.
+        self.last_write: Any = None
 
     def live_write(self, request: Request) -> Awaitable[Any]:
         """``live.write``: ``{"scope", "base", "bytes", "branches", ...}``."""
         req = request.decode(LiveWriteRequest)
-        task = asyncio.ensure_future(self._live.write(req.scope, req.data, req.delete))
+        return self.write(req.scope, req.data, req.delete)
+
+    def write(self, scope: str, data: dict[str, Any], delete: bool = False) -> Awaitable[Any]:
+        """Write ``scope``'s branches: the step ``live.write`` and HTTP share."""
+        task = asyncio.ensure_future(self._live.write(scope, data, delete))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        task.add_done_callback(self._note)
         return task
+
+    def _note(self, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.last_write = task.result()
 
     def live_read(self, request: Request) -> Awaitable[dict[str, Any]]:
         """``live.read``: ``{"data": {...}}``, after the live writes received before it."""
         request.decode(LiveReadRequest)
+        return self.read()
+
+    def read(self) -> Awaitable[dict[str, Any]]:
+        """``{"data": {...}}`` after the writes received before: ``live.read``'s and HTTP's step."""
         return self._read(list(self._writes))
 
     async def _read(self, before: list[asyncio.Future[Any]]) -> dict[str, Any]:

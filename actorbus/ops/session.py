@@ -89,13 +89,33 @@ class SessionOps:
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
+        # Events acknowledged (written) through these ops, over every door (socket
+        # and HTTP): the dashboard's events per second. Counted by the replies' done
+        # callbacks on the loop thread; it only grows.
+        self.recorded = 0
+
+    def _count_one(self, fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.recorded += 1
+
+    def _count_many(self, fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.recorded += sum(1 for item in fut.result() if not isinstance(item, ActorbusError))
 
     def session_open(self, request: Request) -> Awaitable[Any]:
         """``session.open``: 201 ``{"created": true}``, or 200 ``{"created": false}``."""
         req = request.decode(SessionOpenRequest)
+        return self._opened(self.open(req.user_id, req.session_id))
+
+    def open(self, user_id: str, session_id: str) -> Awaitable[bool]:
+        """Open a session: whether it created the directory (the op's and HTTP's shared step).
+
+        Raises:
+            InvalidEvent: An id is not safe.
+        """
         # The recorder holds the session from this call, so appends read after the
         # open wait for it.
-        return self._opened(self._recorder.open_session(req.user_id, req.session_id))
+        return self._recorder.open_session(user_id, session_id)
 
     @staticmethod
     async def _opened(created: Awaitable[bool]) -> Any:
@@ -112,8 +132,37 @@ class SessionOps:
             EventTooLarge: The event's line is over ``max_event_bytes``.
             Overloaded: The session writer's mailbox is full.
         """
+        return self.append_event(_event_of(request))
+
+    def append_event(self, event: bytes | Any) -> Awaitable[AppendResult]:
+        """Append one event (its JSON bytes, or a map): the step ``append`` and HTTP share.
+
+        Raises:
+            InvalidEvent: The event breaks the recording contract.
+            EventTooLarge: The event's line is over ``max_event_bytes``.
+            Overloaded: The session writer's mailbox is full.
+        """
         # The writer's reply as it is: no wrapper per event (201 comes from statuses).
-        return self._recorder.try_append(_event_of(request))
+        reply = self._recorder.try_append(event)
+        watch = getattr(reply, "add_done_callback", None)
+        if watch is not None:
+            watch(self._count_one)
+        return reply
+
+    def append_events(self, events: list[Any]) -> list[Part | ActorbusError]:
+        """Append events read together: one writer message per session, one answer each.
+
+        The step ``append_many`` and HTTP's pipelined and bulk appends share: each
+        answer is a :class:`~bus.Part` of its writer's reply, or the event's error.
+        """
+        outcomes = self._recorder.try_append_many(events)
+        seen: Any = None
+        for outcome in outcomes:
+            if type(outcome) is tuple and outcome[0] is not seen:
+                # One callback per writer reply, however many events share it.
+                seen = outcome[0]
+                seen.add_done_callback(self._count_many)
+        return _parts(outcomes)
 
     def append_many(self, requests: list[Request]) -> list[Any]:
         """``append`` for consecutive appends read together: one writer message per session.
@@ -121,11 +170,10 @@ class SessionOps:
         Each answer is what :meth:`append` would give: a malformed request or an
         invalid event fails alone, the others are written in order.
         """
-        recorder = self._recorder
         if requests[0].framing == "jsonl":
             raw = Request.decode_all(requests, RawAppendRequest)
             if raw is not None:  # the usual case: every frame well-formed, one C-level pass
-                return _parts(recorder.try_append_many(list(map(bytes, map(_EVENT_OF, raw)))))
+                return self.append_events(list(map(bytes, map(_EVENT_OF, raw))))
         events: list[Any] = []
         outcomes: list[Any] = []
         for request in requests:
@@ -136,8 +184,8 @@ class SessionOps:
             else:
                 outcomes.append(None)
         if len(events) == len(requests):
-            return _parts(recorder.try_append_many(events))
-        appended = iter(_parts(recorder.try_append_many(events)) if events else ())
+            return self.append_events(events)
+        appended = iter(self.append_events(events) if events else ())
         return [next(appended) if outcome is None else outcome for outcome in outcomes]
 
     def append_batch(self, request: Request) -> Awaitable[dict[str, Any]]:
@@ -166,9 +214,37 @@ class SessionOps:
         ``MissingSessionPath``.
         """
         req = request.decode(SubscribeRequest)
-        recorder = self._recorder
-        if req.follow:
-            lines = recorder.follow(req.user_id, req.session_id, from_start=req.from_start)
-        else:
-            lines = recorder.replay(req.user_id, req.session_id)
+        lines = self.envelope_lines(
+            req.user_id, req.session_id, follow=req.follow, from_start=req.from_start
+        )
         return _envelopes(lines, request.framing == "jsonl")
+
+    def envelope_lines(
+        self, user_id: str, session_id: str, *, follow: bool, from_start: bool
+    ) -> AsyncIterator[bytes]:
+        """The session's envelope lines as on disk: what ``subscribe`` and HTTP stream.
+
+        ``follow: false`` gives what is recorded now, from the start.
+
+        Raises:
+            InvalidEvent: An id is not safe.
+        """
+        recorder = self._recorder
+        if follow:
+            return recorder.follow(user_id, session_id, from_start=from_start)
+        return recorder.replay(user_id, session_id)
+
+    async def require_session(self, user_id: str, session_id: str) -> None:
+        """Return if the session was opened; a stream checks this before it starts.
+
+        Raises:
+            InvalidEvent: An id is not safe.
+            MissingSessionPath: The session was never opened.
+        """
+        lines = self._recorder.replay(user_id, session_id)
+        try:
+            await anext(aiter(lines), None)
+        finally:
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -49,11 +49,12 @@ class ServiceOps:
         live: LiveData,
         enrichment: Enrichment,
         statistics: Callable[[], dict[str, Any]],
+        max_runs: int,
     ) -> None:
         self._statistics = statistics
         self.session = SessionOps(recorder)
         self.live = LiveOps(live)
-        self.enrichment = EnrichOps(enrichment)
+        self.enrichment = EnrichOps(enrichment, max_runs)
 
     @staticmethod
     def statuses() -> dict[str, int]:

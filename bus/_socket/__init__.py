@@ -5,6 +5,16 @@ It sees the actor runtime only through the handlers and the bus it is given; see
 """
 
 from .client import DEFAULT_MAX_FRAME_BYTES, Client, ClientCodec
+from .http import (
+    HttpEndpoint,
+    HttpError,
+    HttpLines,
+    HttpRequest,
+    HttpResponse,
+    HttpStatistics,
+    HttpStream,
+    Route,
+)
 from .ordering import Part
 from .server import BatchHandler, Handler, Server, ServerStatistics, serve_unix
 from .sync_client import SyncClient
@@ -18,9 +28,17 @@ __all__ = [
     "FrameReader",
     "FrameWriter",
     "Handler",
+    "HttpEndpoint",
+    "HttpError",
+    "HttpLines",
+    "HttpRequest",
+    "HttpResponse",
+    "HttpStatistics",
+    "HttpStream",
     "Part",
     "Request",
     "Result",
+    "Route",
     "Server",
     "ServerStatistics",
     "SyncClient",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from contracts import ActorbusError, InvalidRequest, ShuttingDown, UnknownOp
 
+from .http import is_http
 from .ordering import (
     PLAIN,
     AnswerEncoder,
@@ -92,6 +93,9 @@ class Connection(asyncio.Protocol):
         self._server.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._reader.framing is None and self._server.hand_over is not None and is_http(data):
+            self._hand_over(data)
+            return
         self._counters.bytes_in += len(data)
         reader = self._reader
         fresh = reader.buffered == 0
@@ -106,6 +110,15 @@ class Connection(asyncio.Protocol):
             if self._idle_handle is None:
                 self._idle_handle = self._loop.call_later(self._idle_timeout, self._idle_check)
         self._flush()
+
+    def _hand_over(self, data: bytes) -> None:
+        """The HTTP hook: the first byte starts a method token, so HTTP takes the connection."""
+        transport, hand_over = self._transport, self._server.hand_over
+        assert transport is not None and hand_over is not None
+        self._transport = None
+        self._server.connection_closed(self)
+        self.closed.set_result(None)
+        hand_over(transport, data)
 
     def eof_received(self) -> bool:
         # The client shut down its side: answer what it sent, end its streams, close.

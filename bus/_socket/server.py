@@ -153,6 +153,9 @@ class Server:
         self._lock_fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._closed: anyio.Event | None = None  # set once a shutdown has finished
+        # The HTTP hook (docs/http.md): takes a connection whose first byte starts an
+        # HTTP method token, with that first read; None serves the two framings only.
+        self.hand_over: Callable[[asyncio.Transport, bytes], None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -341,6 +344,7 @@ async def serve_unix(
     backlog: int = 1024,
     statuses: Mapping[str, int] | None = None,
     batch_handlers: Mapping[str, BatchHandler] | None = None,
+    hand_over: Callable[[asyncio.Transport, bytes], None] | None = None,
 ) -> AsyncIterator[Server]:
     """Serve ``handlers`` on the Unix socket ``path`` for the duration of the block.
 
@@ -358,6 +362,8 @@ async def serve_unix(
             by a handler still names its own).
         batch_handlers: Ops that also take consecutive requests read together, as
             one call (:data:`BatchHandler`), e.g. to pass them on as one message.
+        hand_over: Takes each connection whose first byte starts an HTTP method
+            token (e.g. :meth:`~bus.HttpEndpoint.hand_over`), with its first read.
 
     Yields:
         The running server.
@@ -366,6 +372,7 @@ async def serve_unix(
         SocketInUse: A live server holds ``path`` (or a non-socket file sits on it).
     """
     server = Server(Path(path), handlers, config or ServerConfig(), bus, statuses, batch_handlers)
+    server.hand_over = hand_over
     await server.start(backlog)
     try:
         yield server

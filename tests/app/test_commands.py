@@ -134,7 +134,7 @@ def test_stats_prints_a_table_json_and_prometheus_text(root: Path) -> None:
     assert table.returncode == 0
     assert b"connections open" in table.stdout and b"SessionWriter" in table.stdout
     as_json = msgspec.json.decode(ab(root, "stats", "--json").stdout)
-    assert set(as_json) == {"server", "bus", "service"}
+    assert set(as_json) == {"server", "http", "recording", "live", "bus", "service"}
     text = ab(root, "stats", "--prometheus").stdout.decode()
     declared: dict[str, str] = {}
     for line in text.splitlines():

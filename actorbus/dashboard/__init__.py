@@ -1,0 +1,3 @@
+"""The dashboard's static files (HTML, CSS, JavaScript), served by ``actorbus.http``."""
+
+__all__: list[str] = []
