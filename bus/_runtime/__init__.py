@@ -1,4 +1,4 @@
-"""The actor runtime: actors, mailboxes, cells, keyed actors, topics and the bus.
+"""The actor runtime: actors, mailboxes, cells and their dispatch, keyed actors, topics, the bus.
 
 It never imports the socket transport (``bus._socket``); see ``docs/architecture.md``.
 """

@@ -1,14 +1,22 @@
-"""The actor base class and the reference producers hold."""
+"""The actor base class and the reference producers hold.
+
+An :class:`ActorRef` points at a cell (``cell.py``). Its ``tell`` and ``ask`` inline
+the fast path (the cell is open and its mailbox has room: append, activate if
+idle) because a call more per message would show in the rate; everything else
+goes through the cell's producer methods: ``resolve``, ``put``,
+``wait_for_space``, ``expire_after``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from contracts import Overloaded
 
-from .mailbox import Request
+from .mailbox import Ask
 
 if TYPE_CHECKING:
     from .cell import Cell
@@ -116,11 +124,13 @@ class ActorRef:
         """
         cell = self._cell
         mailbox = cell.mailbox
-        if not cell.state and len(mailbox) < cell.capacity:
-            # Fast path, inlined: the mailbox is the actor's, and nothing here awaits.
-            mailbox.append(message)
+        queue = mailbox.queue
+        if len(queue) < mailbox.limit:
+            # Fast path, inlined: the cell is open (the limit is 0 otherwise) and
+            # there is room; nothing here awaits.
+            queue.append(message)
             if cell.activation is None:
-                cell.activation = cell.bus.activate(cell)
+                cell.activate()
             return cell.done
         if cell.state:
             # Passivated: follow to the successor for good, so later tells take the fast path.
@@ -129,7 +139,7 @@ class ActorRef:
 
     @staticmethod
     async def _tell_when_room(cell: Cell, message: Any) -> None:
-        while len(cell.mailbox) >= cell.capacity:
+        while cell.mailbox.full():
             await cell.wait_for_space()
             cell = cell.resolve()
         cell.put(message, None)
@@ -142,8 +152,9 @@ class ActorRef:
             ShuttingDown: The bus has closed.
         """
         cell = self._cell.resolve()
-        if len(cell.mailbox) >= cell.capacity:
-            raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
+        mailbox = cell.mailbox
+        if len(mailbox.queue) >= mailbox.capacity:
+            raise Overloaded(f"mailbox of {cell.label()} is full ({mailbox.capacity})")
         cell.put(message, None)
 
     def ask(self, message: Any, *, timeout: float | None = None) -> Awaitable[Any]:
@@ -167,18 +178,22 @@ class ActorRef:
             Exception: Whatever the handler raised.
         """
         cell = self._cell
-        if cell.state or len(cell.mailbox) >= cell.capacity:
+        mailbox = cell.mailbox
+        queue = mailbox.queue
+        if len(queue) >= mailbox.limit:
             if cell.state:
                 cell = self._cell = cell.resolve()
+                mailbox = cell.mailbox
+                queue = mailbox.queue
             # Still not open (stopped): the slow path dead-letters it and answers
             # ActorStopped; queued here it would wait for a handler that never runs.
-            if cell.state or len(cell.mailbox) >= cell.capacity:
+            if len(queue) >= mailbox.limit:
                 return self._ask_when_room(cell, message, timeout)
         # Fast path, inlined as in tell: queue the request, wake the actor.
-        fut = cell.bus.loop.create_future()
-        cell.mailbox.append(Request(message, fut))
+        fut = cell.loop.create_future()
+        queue.append(Ask(message, fut))
         if cell.activation is None:
-            cell.activation = cell.bus.activate(cell)
+            cell.activate()
         if timeout is not None:
             cell.expire_after(fut, timeout)
         return fut
@@ -188,12 +203,13 @@ class ActorRef:
         # The timeout covers the wait for room as well: an actor stuck with a full
         # mailbox must not hang its askers. A woken asker re-checks, because a
         # producer that did not wait may have taken the room first.
-        loop = cell.bus.loop
+        loop = cell.loop
         deadline = None if timeout is None else loop.time() + timeout
-        while len(cell.mailbox) >= cell.capacity:
+        while cell.mailbox.full():
             await cell.wait_for_space(deadline, timeout)
             cell = cell.resolve()
-        fut = cell.put_request(message)
+        fut: asyncio.Future[Any] = loop.create_future()
+        cell.put(message, fut)
         if timeout is not None:
             assert deadline is not None
             cell.expire_after(fut, max(0.0, deadline - loop.time()), timeout)
@@ -211,9 +227,11 @@ class ActorRef:
             ShuttingDown: The bus has closed.
         """
         cell = self._cell.resolve()
-        if len(cell.mailbox) >= cell.capacity:
-            raise Overloaded(f"mailbox of {cell.label()} is full ({cell.capacity})")
-        fut = cell.put_request(message)
+        mailbox = cell.mailbox
+        if len(mailbox.queue) >= mailbox.capacity:
+            raise Overloaded(f"mailbox of {cell.label()} is full ({mailbox.capacity})")
+        fut: asyncio.Future[Any] = cell.loop.create_future()
+        cell.put(message, fut)
         if timeout is not None:
             cell.expire_after(fut, timeout)
         return fut

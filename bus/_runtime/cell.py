@@ -1,55 +1,79 @@
-"""The runtime record behind each actor: mailbox, activation and supervision.
+"""The runtime record behind each actor instance: its state, activation and supervision.
 
-An actor has no task of its own while idle. Mail to an idle actor creates one
-activation task; it drains the mailbox without yielding to the loop (up to
-``THROUGHPUT`` messages between yields, for fairness), lingers one loop cycle for
-follow-up mail, then ends. Idle actors so cost a few hundred bytes, and a burst of
-mail costs one task, not one per message.
+A cell is what an :class:`~bus.ActorRef` points at: the mailbox, the actor instance
+(made by the factory, remade on a restart), where the cell is in its life
+(:class:`State`) and the activation draining it, if any. How an activation handles
+the mail is the cell's :class:`~bus._runtime.dispatch.Dispatch`, chosen once per
+actor instance; the drain loops are in ``dispatch.py``. What the cell shares with
+its bus (the loop, the activation count, dead letters) is one record it is handed,
+:class:`~bus._runtime.system.BusState`; a keyed instance also knows its
+:class:`~bus._runtime.keyed.KeyedGroup`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
+import enum
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
-from time import perf_counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from contracts import ShuttingDown
 
-from .._errors import ActorStopped, AskTimeout
+from .._errors import ActorStopped
 from .actor import Actor
-from .later import Later
-from .mailbox import Request
-from .stats import LATENCY_SAMPLE_EVERY, Counters
+from .dispatch import UNSTARTED, Activation, Dispatch, dispatch_for
+from .mailbox import Ask, Mailbox, expire, fail, unpack
+from .stats import Counters
 
 if TYPE_CHECKING:
-    from .system import Bus, KeyedGroup
+    from .keyed import KeyedGroup
+    from .system import BusState
 
 __all__ = [
     "CLOSED",
     "OPEN",
     "PASSIVATED",
     "STOPPED",
-    "THROUGHPUT",
     "Cell",
     "RestartPolicy",
+    "State",
 ]
 
 log = logging.getLogger("actorbus.bus")
 
-#: Messages an activation handles before it yields to other tasks.
-THROUGHPUT = 512
 
-OPEN = 0  # takes mail
-PASSIVATED = 1  # keyed instance retired while idle; its refs re-resolve to a new one
-STOPPED = 2  # restart budget spent; mail goes to dead letters
-CLOSED = 3  # the bus has closed; mail raises ShuttingDown
+class State(enum.IntEnum):
+    """Where a cell is in its life. It only moves down the list, never back up.
 
-_SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
+    ``OPEN`` is 0 so that the producers' fast path tests ``not cell.state``.
+    """
+
+    #: Takes mail. The only state with an activation started or a mailbox filled;
+    #: the state a cell is made in.
+    OPEN = 0
+    #: A keyed instance retired while idle (no activation, empty mailbox) by its
+    #: group; its actor was stopped and the group forgot it. Mail sent to it goes to
+    #: the key's current instance (:meth:`Cell.resolve`). Left only for ``CLOSED``
+    #: never: a passivated cell is not the bus's any more.
+    PASSIVATED = 1
+    #: The restart budget is spent: the mailbox was emptied into dead letters, the
+    #: producers waiting for room released, the actor stopped; a keyed one was
+    #: forgotten by its group. Later mail goes to dead letters, asks fail with
+    #: ``ActorStopped``. A named actor's cell still becomes ``CLOSED`` at the end.
+    STOPPED = 2
+    #: The bus has closed: the activation was cancelled, the mailbox emptied (asks
+    #: answered ``ShuttingDown``, tells counted as dead letters); mail raises
+    #: ``ShuttingDown``. Final.
+    CLOSED = 3
+
+
+# The members as module globals: code run per message compares with these, as a
+# global is a dict hit where ``State.OPEN`` is a lookup on the enum's metaclass.
+OPEN = State.OPEN
+PASSIVATED = State.PASSIVATED
+STOPPED = State.STOPPED
+CLOSED = State.CLOSED
 
 
 class RestartPolicy:
@@ -74,47 +98,50 @@ class RestartPolicy:
         self.max_backoff_s = max_backoff_s
 
 
-async def _yield() -> None:
-    await asyncio.sleep(0)
-
-
-def _expire(fut: asyncio.Future[Any], label: str, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(AskTimeout(f"{label} did not answer within {timeout:g}s"))
-
-
 class Cell:
     """One actor instance's mailbox, state and activation.
 
-    Every field is touched only on the event loop thread. ``mailbox`` holds
-    tells as bare messages and asks as :class:`Request`, in arrival order; only the
-    activation task pops from it. ``activation`` is the running task or ``None`` when idle; there
-    is at most one, which is what makes handling one-at-a-time.
+    Every field is touched only on the event loop thread. Shared ones:
+
+    - ``state`` (:class:`State`): changed only by the cell's own transitions,
+      :meth:`stop`, :meth:`passivate` and :meth:`close`; read by producers.
+    - ``activation``: the running activation, one of the kinds of
+      :data:`~bus._runtime.dispatch.Activation`, or ``None`` when idle. At most
+      one, which is what makes handling one-at-a-time (batch by batch). Set from
+      ``None`` only by :meth:`activate`, when mail reaches an idle open cell;
+      replaced only by the running activation itself (a task handing over to a
+      callback, a callback holding a batch in flight or taking a task to
+      restart); set back to ``None`` only by :meth:`end_activation`; cancelled,
+      not replaced, by :meth:`close`. Idle and open means the mailbox is empty.
+      ``BusState.active`` counts the cells whose activation is not ``None``.
+    - ``dispatch``: :data:`~bus._runtime.dispatch.UNSTARTED` while no actor instance
+      has started, else the strategy chosen for the started instance (set by
+      :meth:`start`, reset when the instance stops).
+    - ``mailbox``: producers append, only the activation takes (see :class:`Mailbox`).
     """
 
     __slots__ = (
         "activation",
         "actor",
-        "bus",
-        "capacity",
         "counters",
+        "dispatch",
         "done",
         "factory",
         "group",
         "key",
         "last_active",
+        "loop",
         "mailbox",
         "name",
         "policy",
         "restart_times",
-        "space_waiters",
-        "started",
+        "shared",
         "state",
     )
 
     def __init__(
         self,
-        bus: Bus,
+        shared: BusState,
         factory: Callable[[], Actor],
         name: str,
         capacity: int,
@@ -123,63 +150,62 @@ class Cell:
         group: KeyedGroup | None = None,
         key: Any = None,
     ) -> None:
-        self.bus = bus
+        self.shared = shared
         self.factory = factory
         self.name = name
-        self.capacity = capacity
         self.counters = counters
         self.policy = policy
         self.group = group
         self.key = key
+        # Copied from ``shared`` for the producers' fast path: one lookup, not two.
+        self.loop = shared.loop
+        self.done = shared.done
         self.actor: Actor | None = None
-        self.mailbox: deque[Any] = deque()
-        self.done = bus.done
-        self.space_waiters: deque[asyncio.Future[None]] = deque()
-        # The running activation, None when idle: a task; or, for a started direct
-        # batch actor, a scheduled callback or the future (or Later) of a batch being
-        # answered. At most one, which makes handling one-at-a-time (batch by batch).
-        self.activation: asyncio.Future[Any] | asyncio.Handle | Later | None = None
+        self.mailbox = Mailbox(capacity)
+        self.activation: Activation | None = None
         self.state = OPEN
-        self.started = False
+        self.dispatch: Dispatch = UNSTARTED
         self.last_active = 0.0
-        self.restart_times: list[float] = []
+        # A tuple until the first crash: most actors never crash, and an empty list
+        # per cell would cost more than the mailbox record does.
+        self.restart_times: Sequence[float] = ()
 
     def label(self) -> str:
         """A readable name: ``Name`` or ``Name[key]``."""
         return self.name if self.group is None else f"{self.name}[{self.key!r}]"
 
+    @property
+    def started(self) -> bool:
+        """Whether an actor instance has started and not stopped since."""
+        return self.dispatch is not UNSTARTED
+
     # ---- producer side -------------------------------------------------------
 
     def resolve(self) -> Cell:
         """The cell mail should go to now (a passivated keyed cell's successor)."""
-        if self.state == OPEN or self.state == STOPPED:
+        state = self.state
+        if state is OPEN or state is STOPPED:
             return self
-        if self.state == CLOSED:
+        if state is CLOSED:
             raise ShuttingDown("the bus is closed")
         assert self.group is not None
-        return self.bus.keyed_cell(self.group, self.key)
+        return self.group.cell(self.key)
 
     def put(self, message: Any, fut: asyncio.Future[Any] | None) -> None:
         """Queue one message (room was checked by the caller) and wake the actor."""
-        if self.state != OPEN:
-            if self.state == PASSIVATED:
+        if self.state is not OPEN:
+            if self.state is PASSIVATED:
                 # Resolved before a passivation and sent after it (a tell awaited
                 # late): the key's current instance takes it.
                 self.resolve().put(message, fut)
                 return
-            self.bus.dead_letter(self, message, "actor stopped")
+            self.dead_letter(message, "actor stopped")
             if fut is not None and not fut.done():
                 fut.set_exception(ActorStopped(f"{self.label()} has stopped"))
             return
-        self.mailbox.append(message if fut is None else Request(message, fut))
+        self.mailbox.queue.append(message if fut is None else Ask(message, fut))
         if self.activation is None:
-            self.activation = self.bus.activate(self)
-
-    def put_request(self, message: Any) -> asyncio.Future[Any]:
-        """Queue a request and return the future its reply will complete."""
-        fut: asyncio.Future[Any] = self.bus.loop.create_future()
-        self.put(message, fut)
-        return fut
+            self.activate()
 
     def expire_after(
         self, fut: asyncio.Future[Any], timeout: float, shown: float | None = None
@@ -188,104 +214,58 @@ class Cell:
 
         ``shown`` is the timeout the asker gave, when ``timeout`` is what is left of it.
         """
-        handle = self.bus.loop.call_later(
-            timeout, _expire, fut, self.label(), timeout if shown is None else shown
+        handle = self.loop.call_later(
+            timeout, expire, fut, self.label(), timeout if shown is None else shown
         )
         fut.add_done_callback(lambda _: handle.cancel())
 
-    async def wait_for_space(
+    def wait_for_space(
         self, deadline: float | None = None, timeout: float | None = None
-    ) -> None:
-        """Wait until the activation takes a message out of a full mailbox.
+    ) -> Awaitable[None]:
+        """Wait until the activation takes a message out of the full mailbox.
 
         Args:
             deadline: Loop time after which to fail with :class:`AskTimeout`.
             timeout: The asker's timeout, for the error message.
+
+        Raises:
+            ShuttingDown: The bus is closed.
         """
-        if self.state == CLOSED:
+        if self.state is CLOSED:
             raise ShuttingDown("the bus is closed")
-        loop = self.bus.loop
-        fut: asyncio.Future[None] = loop.create_future()
-        self.space_waiters.append(fut)
-        handle = None
-        if deadline is not None:
-            handle = loop.call_at(deadline, _expire, fut, self.label(), timeout or 0.0)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self._wake_one()  # pass the wake-up on; this waiter will not use it
-            else:
-                with contextlib.suppress(ValueError):
-                    self.space_waiters.remove(fut)
-            raise
-        except AskTimeout:
-            with contextlib.suppress(ValueError):
-                self.space_waiters.remove(fut)
-            raise
-        finally:
-            if handle is not None:
-                handle.cancel()
+        label = "" if deadline is None else self.label()
+        return self.mailbox.wait_for_space(self.loop, label, deadline, timeout)
 
-    def _wake_one(self) -> None:
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
+    def dead_letter(self, message: Any, reason: str) -> None:
+        """Count and log a message no handler will see (never its content)."""
+        self.counters.dead += 1
+        self.shared.dead_letters.add(f"{self.label()}: {type(message).__name__} ({reason})")
 
-    def wake_all(self) -> None:
-        """Release every producer waiting for room (the cell stopped or closed)."""
-        waiters = self.space_waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+    # ---- activation ----------------------------------------------------------
 
-    # ---- actor side ----------------------------------------------------------
+    def activate(self) -> None:
+        """Start an activation: mail just reached this idle, open cell."""
+        self.shared.active += 1
+        group = self.group
+        if group is not None:
+            group.touch(self)
+        self.activation = self.dispatch.launch(self)
 
-    async def run(self) -> None:
-        """The body of one activation: start if needed, drain, linger, end."""
-        handed_over = False
-        try:
-            if not self.started:
-                await self._start()
-            actor = self.actor
-            if self.started and actor is not None and actor.direct_batch:
-                # Started: a direct batch actor is drained by loop callbacks from now on;
-                # the callback takes over this activation (and its count).
-                self.activation = self.bus.loop.call_soon(self.run_now)
-                handed_over = True
-                return
-            while self.state == OPEN:
-                if self.mailbox:
-                    assert self.actor is not None
-                    try:
-                        if self.actor.batch_size > 0:
-                            await self._drain_batches(self.actor.batch_size)
-                        elif self.actor.direct:
-                            await self._drain_direct()
-                        else:
-                            await self._drain()
-                    except asyncio.CancelledError:
-                        if _being_cancelled():
-                            raise
-                        # A handler let out a CancelledError of its own (it awaited
-                        # something that was cancelled): a failed message, already
-                        # answered; ending here would strand the rest of the mailbox.
-                        self.counters.failures += 1
-                    continue
-                await _yield()  # linger one loop cycle: follow-up mail reuses this task
-                if not self.mailbox:
-                    break
-        finally:
-            if not handed_over:
-                self.activation = None
-                self.last_active = self.bus.loop.time()
-                self.bus.deactivated(self)
+    def end_activation(self) -> None:
+        """The activation ended: the cell is idle. Every strategy ends with this."""
+        self.activation = None
+        self.last_active = self.loop.time()
+        shared = self.shared
+        shared.active -= 1
+        if not shared.active:
+            quiet = shared.quiet
+            if quiet is not None and not quiet.done():
+                quiet.set_result(None)
 
-    async def _start(self) -> None:
+    # ---- supervision ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Make and start an actor instance; a failure is a crash, restarted by policy."""
         group = self.group
         if group is not None:
             predecessor = group.stopping.get(self.key)
@@ -299,113 +279,14 @@ class Cell:
                 await self.actor.on_start()
             except Exception as exc:
                 self.counters.failures += 1
-                if not await self._crashed(exc, restart=False):
+                if not await self.crashed(exc, restart=False):
                     return
                 continue
-            self.started = True
+            self.dispatch = dispatch_for(self.actor)
             self.counters.activations += 1
             return
 
-    async def _drain(self) -> None:
-        """Handle queued messages one at a time with a coroutine ``receive``.
-
-        :meth:`_drain_direct` is this loop for a plain-method ``receive``: the two
-        differ only in the ``await``, which cannot be shared without a cost on every
-        message, and in cancellation (only an awaited handler can be cancelled).
-        """
-        mailbox = self.mailbox
-        waiters = self.space_waiters
-        counters = self.counters
-        receive = self._receive()
-        handled = 0
-        try:
-            while mailbox:
-                message = mailbox.popleft()
-                if type(message) is Request:
-                    fut = message.fut
-                    message = message.message
-                else:
-                    fut = None
-                if waiters:
-                    self._wake_one()
-                handled += 1
-                sampled = not handled & _SAMPLE_MASK
-                if sampled:
-                    t0 = perf_counter()
-                try:
-                    result = await receive(message)
-                except Exception as exc:
-                    if not await self._failed(exc, fut):
-                        return
-                    receive = self._receive()
-                    continue
-                except BaseException as exc:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label(), exc))
-                    raise
-                if fut is not None and not fut.done():
-                    fut.set_result(result)
-                if sampled:
-                    counters.sample(perf_counter() - t0)
-                    if handled >= THROUGHPUT:
-                        counters.messages_out += handled
-                        handled = 0
-                        await _yield()
-        finally:
-            counters.messages_out += handled
-
-    async def _drain_direct(self) -> None:
-        """:meth:`_drain` for an actor whose ``receive`` is a plain method (no coroutine)."""
-        mailbox = self.mailbox
-        waiters = self.space_waiters
-        counters = self.counters
-        receive = self._receive()
-        handled = 0
-        try:
-            while mailbox:
-                message = mailbox.popleft()
-                if type(message) is Request:
-                    fut = message.fut
-                    message = message.message
-                else:
-                    fut = None
-                if waiters:
-                    self._wake_one()
-                handled += 1
-                sampled = not handled & _SAMPLE_MASK
-                if sampled:
-                    t0 = perf_counter()
-                try:
-                    result = receive(message)
-                except Exception as exc:
-                    if not await self._failed(exc, fut):
-                        return
-                    receive = self._receive()
-                    continue
-                except BaseException as exc:
-                    # Nothing here awaits, so this is no cancellation of the actor
-                    # (a CancelledError the handler passed on, an interrupt), but it
-                    # leaves this loop all the same: the asker must get an answer.
-                    if fut is not None and not fut.done():
-                        fut.set_exception(_interruption(self.label(), exc))
-                    raise
-                if fut is not None and not fut.done():
-                    fut.set_result(result)
-                if sampled:
-                    counters.sample(perf_counter() - t0)
-                    if handled >= THROUGHPUT:
-                        counters.messages_out += handled
-                        handled = 0
-                        await _yield()
-        finally:
-            counters.messages_out += handled
-
-    def _receive(self) -> Callable[[Any], Any]:
-        actor = self.actor
-        assert actor is not None
-        return actor.receive
-
-    async def _failed(self, exc: Exception, fut: asyncio.Future[Any] | None) -> bool:
+    async def failed(self, exc: Exception, fut: asyncio.Future[Any] | None) -> bool:
         """A handler raised: answer the asker, or treat a tell as a crash.
 
         Returns:
@@ -413,205 +294,18 @@ class Cell:
         """
         self.counters.failures += 1
         if fut is not None:
-            _fail(fut, exc)
+            fail(fut, exc)
             return True
-        return await self._crashed(exc)
+        return await self.crashed(exc)
 
-    async def _drain_batches(self, size: int) -> None:
-        mailbox = self.mailbox
-        counters = self.counters
-        while mailbox:
-            items = self._take(size)
-            actor = self.actor
-            assert actor is not None
-            t0 = perf_counter()
-            try:
-                results = await actor.receive_batch(
-                    [i.message if type(i) is Request else i for i in items]
-                )
-                if len(results) != len(items):
-                    raise RuntimeError(
-                        f"{self.label()} answered {len(results)} of {len(items)} messages"
-                    )
-            except Exception as exc:
-                counters.failures += 1
-                counters.messages_out += len(items)
-                crashed = False
-                for item in items:
-                    if type(item) is Request:
-                        _fail(item.fut, exc)
-                    else:
-                        crashed = True
-                if crashed and not await self._crashed(exc):
-                    return
-                continue
-            except BaseException as exc:
-                for item in items:
-                    if type(item) is Request and not item.fut.done():
-                        item.fut.set_exception(_interruption(self.label(), exc))
-                raise
-            counters.sample(perf_counter() - t0)
-            self._reply(items, results)
-            if mailbox:
-                # More mail: let the askers just answered run before the next batch.
-                # An empty mailbox needs no yield here: the activation lingers a cycle.
-                await _yield()
-
-    def _take(self, size: int) -> list[Any]:
-        mailbox = self.mailbox
-        if len(mailbox) <= size:
-            items = list(mailbox)  # the whole mailbox in one C call
-            mailbox.clear()
-        else:
-            popleft = mailbox.popleft
-            items = [popleft() for _ in range(size)]
-        if self.space_waiters:
-            for _ in range(len(items)):
-                self._wake_one()
-        return items
-
-    def _reply(self, items: list[Any], results: Sequence[Any]) -> None:
-        """Answer each ask of a handled batch with its entry of ``results``."""
-        counters = self.counters
-        counters.messages_out += len(items)
-        for item, result in zip(items, results, strict=True):
-            if isinstance(result, BaseException):
-                counters.failures += 1
-                if type(item) is Request:
-                    _fail(item.fut, result)
-            elif type(item) is Request:
-                fut = item.fut
-                if not fut.done():
-                    fut.set_result(result)
-
-    def run_now(self) -> None:
-        """One activation of a started direct batch actor, run as a loop callback.
-
-        A batch answered with a future or a :class:`Later` holds the actor until it
-        completes (it is the activation meanwhile): mail queues up and becomes the
-        next batch, as an awaited batch would.
-        """
-        actor = self.actor
-        assert actor is not None
-        mailbox = self.mailbox
-        counters = self.counters
-        size = actor.batch_size
-        handled = 0
-        while mailbox and self.state == OPEN:
-            items = self._take(size)
-            t0 = perf_counter()
-            try:
-                # A plain method (direct_batch): the replies, or a future of them.
-                results: Any = actor.receive_batch(
-                    [i.message if type(i) is Request else i for i in items]
-                )
-                if (
-                    type(results) is not Later
-                    and not isinstance(results, asyncio.Future)
-                    and len(results) != len(items)
-                ):
-                    raise RuntimeError(
-                        f"{self.label()} answered {len(results)} of {len(items)} messages"
-                    )
-            except Exception as exc:
-                counters.failures += 1
-                counters.messages_out += len(items)
-                crashed = False
-                for item in items:
-                    if type(item) is Request:
-                        _fail(item.fut, exc)
-                    else:
-                        crashed = True
-                if crashed:
-                    # Restarting waits out a backoff: that takes a task.
-                    self.activation = self.bus.loop.create_task(self._recover(exc))
-                    return
-                continue
-            if not counters.messages_out & _SAMPLE_MASK:
-                counters.sample(perf_counter() - t0)
-            if type(results) is Later:
-                if not results.done():
-                    self.activation = results
-                    results.then(functools.partial(self._answer_later, items))
-                    return
-                self._settle(items, results)  # answered within the call
-            elif isinstance(results, asyncio.Future):
-                self.activation = results
-                results.add_done_callback(functools.partial(self._answer_later, items))
-                return
-            else:
-                self._reply(items, results)
-            handled += len(items)
-            if handled >= THROUGHPUT and mailbox:
-                # Fairness: let other callbacks and tasks run before the rest.
-                self.activation = self.bus.loop.call_soon(self.run_now)
-                return
-        self.activation = None
-        self.last_active = self.bus.loop.time()
-        self.bus.deactivated(self)
-
-    def _answer_later(self, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
-        """A batch answered with a future or a Later completed: answer its askers, go on."""
-        self._settle(items, fut)
-        if self.mailbox and self.state == OPEN:
-            self.run_now()  # the next batch, in the same activation
-            return
-        self.activation = None
-        self.last_active = self.bus.loop.time()
-        self.bus.deactivated(self)
-
-    def _settle(self, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
-        """Answer a batch's askers from its completed future or Later."""
-        if type(fut) is Later:
-            results = fut.result()  # None unless resolved
-            if type(results) is list and len(results) == len(items):
-                self._reply(items, results)  # the usual answer, without the checks below
-                return
-        if fut.cancelled():
-            error: BaseException | None = ShuttingDown(
-                f"{self.label()}: stopped before it answered"
-            )
-        else:
-            error = fut.exception()
-            if error is None:
-                results = fut.result()
-                # Raising here, in a loop callback, would strand the actor with its
-                # activation set: an unusable answer fails the batch instead.
-                if type(results) is not list and not isinstance(results, Sequence):
-                    error = TypeError(
-                        f"{self.label()} answered a batch with {type(results).__name__}"
-                    )
-                elif len(results) == len(items):
-                    self._reply(items, results)
-                else:
-                    error = RuntimeError(
-                        f"{self.label()} answered {len(results)} of {len(items)} messages"
-                    )
-        if error is not None:
-            self.counters.failures += 1
-            self.counters.messages_out += len(items)
-            for item in items:
-                if type(item) is Request:
-                    _fail(item.fut, error)
-
-    async def _recover(self, exc: Exception) -> None:
-        try:
-            if not await self._crashed(exc):
-                return
-        finally:
-            self.activation = None
-            self.last_active = self.bus.loop.time()
-            self.bus.deactivated(self)
-        if self.mailbox and self.state == OPEN:
-            self.activation = self.bus.activate(self)
-
-    async def _crashed(self, exc: Exception, *, restart: bool = True) -> bool:
+    async def crashed(self, exc: Exception, *, restart: bool = True) -> bool:
         """Handle a crash during a tell; return whether the actor goes on."""
         policy = self.policy
-        now = self.bus.loop.time()
-        self.restart_times = [t for t in self.restart_times if now - t < policy.window_s]
-        self.restart_times.append(now)
-        attempt = len(self.restart_times)
+        now = self.loop.time()
+        times = [t for t in self.restart_times if now - t < policy.window_s]
+        times.append(now)
+        self.restart_times = times
+        attempt = len(times)
         if attempt > policy.max_restarts:
             log.error(
                 "actor %s stopped after %d crashes in %.1fs: %s",
@@ -620,7 +314,7 @@ class Cell:
                 policy.window_s,
                 type(exc).__name__,
             )
-            self.bus.stop_cell(self)
+            self.stop()
             return False
         log.warning(
             "actor %s crashed (%s); restart %d of %d",
@@ -637,30 +331,76 @@ class Cell:
                     await old.on_stop()
                 except Exception as stop_exc:
                     log.warning("actor %s on_stop failed: %r", self.label(), stop_exc)
-            self.started = False
+            self.dispatch = UNSTARTED
             self.counters.restarts += 1
-            await self._start()
-            return self.state == OPEN
+            await self.start()
+            return self.state is OPEN
         self.counters.restarts += 1
         return True
 
+    # ---- the end: stopped, passivated, closed --------------------------------
 
-def _being_cancelled() -> bool:
-    """Whether this task was asked to stop (not merely handed a CancelledError)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    def stop(self) -> None:
+        """Stop for good (the restart budget is spent): queued mail goes to dead letters."""
+        self._become(STOPPED)
+        group = self.group
+        if group is not None:
+            group.forget(self)
+        self.retire("actor stopped")
+
+    def passivate(self) -> None:
+        """Retire this idle keyed instance (its group forgets it): mail goes to a successor."""
+        self._become(PASSIVATED)
+        self._stop_actor()
+
+    def close(self) -> asyncio.Future[Any] | None:
+        """The bus closed: refuse mail and cancel the activation.
+
+        Returns:
+            The activation to wait for, when it is a task or a batch's future.
+        """
+        self._become(CLOSED)
+        activation = self.activation
+        if activation is None:
+            return None
+        # A task, a batch's future or Later (its askers are answered ShuttingDown)
+        # or a scheduled callback.
+        activation.cancel()
+        return activation if isinstance(activation, asyncio.Future) else None
+
+    def _become(self, state: State) -> None:
+        self.state = state
+        self.mailbox.shut()
+
+    def retire(self, reason: str) -> None:
+        """Empty the mailbox into dead letters, release the waiting, stop the actor."""
+        mailbox = self.mailbox
+        queue = mailbox.queue
+        while queue:
+            message, fut = unpack(queue.popleft())
+            self.dead_letter(message, reason)
+            if fut is not None and not fut.done():
+                err = ShuttingDown if self.state is CLOSED else ActorStopped
+                fut.set_exception(err(f"{self.label()}: {reason}"))
+        mailbox.wake_all()
+        self._stop_actor()
+
+    def _stop_actor(self) -> None:
+        actor = self.actor
+        if actor is None or not self.started:
+            return
+        self.dispatch = UNSTARTED
+        if type(actor).on_stop is Actor.on_stop:
+            return
+        task = self.shared.keep(_stop_actor(self.label(), actor))
+        if self.group is not None:
+            # The key's next instance waits for this: what on_stop flushes must not
+            # be overtaken by what its successor handles.
+            self.group.stopped(self.key, task)
 
 
-def _interruption(label: str, exc: BaseException) -> Exception:
-    """What the asker of a message whose handling was cut short gets."""
-    if _being_cancelled():
-        return ShuttingDown(f"{label} stopped mid-message")
-    return RuntimeError(f"{label}: the handler raised {type(exc).__name__}")
-
-
-def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if fut.done():
-        return
-    if isinstance(exc, StopIteration | StopAsyncIteration):
-        exc = RuntimeError(f"handler raised {type(exc).__name__}")
-    fut.set_exception(exc)
+async def _stop_actor(label: str, actor: Actor) -> None:
+    try:
+        await actor.on_stop()
+    except Exception as exc:
+        log.warning("actor %s on_stop failed: %r", label, exc)

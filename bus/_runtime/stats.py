@@ -1,10 +1,21 @@
-"""Per-actor counters and the statistics snapshot reported by ``stats``."""
+"""Per-actor counters, the dead letters, and the statistics snapshot reported by ``stats``."""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
+
 import msgspec
 
-__all__ = ["LATENCY_SAMPLE_EVERY", "ActorStatistics", "Counters", "DeadLetterStatistics"]
+__all__ = [
+    "LATENCY_SAMPLE_EVERY",
+    "ActorStatistics",
+    "Counters",
+    "DeadLetterStatistics",
+    "DeadLetters",
+]
+
+log = logging.getLogger("actorbus.bus")
 
 #: One message in this many has its handling time measured (a timer on every message
 #: would cost more than a cheap handler itself).
@@ -51,6 +62,33 @@ class DeadLetterStatistics(msgspec.Struct, frozen=True):
 
     count: int
     recent: list[str]
+
+
+class DeadLetters:
+    """The messages of one bus that reached no handler: a count and the latest reasons.
+
+    Loop thread only. Cells add (the entry names the actor, the message's type and
+    the reason, never its content); the bus reports. Logged at the 1st, 2nd, 4th,
+    8th... and every 1000th, so a flood does not flood the log.
+    """
+
+    __slots__ = ("count", "recent")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.recent: deque[str] = deque(maxlen=32)
+
+    def add(self, entry: str) -> None:
+        """Count one dead letter described by ``entry``."""
+        self.count += 1
+        self.recent.append(entry)
+        count = self.count
+        if count & (count - 1) == 0 or count % 1000 == 0:
+            log.warning("dead letter #%d: %s", count, entry)
+
+    def snapshot(self) -> DeadLetterStatistics:
+        """Return an immutable view."""
+        return DeadLetterStatistics(self.count, list(self.recent))
 
 
 class Counters:

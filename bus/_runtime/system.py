@@ -1,11 +1,15 @@
-"""The actor system: spawning, keyed activation and passivation, dead letters, shutdown."""
+"""The actor system: the bus, what its cells share with it, and its shutdown.
+
+:class:`Bus` owns the named actors, the keyed groups (``keyed.py``) and the topics;
+:func:`open_bus` runs one for an ``async with`` block and drains it on exit. What
+every cell needs of its bus is not the bus but :class:`BusState`, the one record
+both sides touch.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,16 +18,13 @@ import msgspec
 
 from contracts import BusConfig, ShuttingDown
 
-from .._errors import ActorStopped
 from .actor import Actor, ActorRef
-from .cell import CLOSED, PASSIVATED, STOPPED, Cell, RestartPolicy
-from .mailbox import unpack
-from .stats import ActorStatistics, Counters, DeadLetterStatistics
+from .cell import Cell, RestartPolicy
+from .keyed import KeyedGroup, sweep
+from .stats import ActorStatistics, Counters, DeadLetters, DeadLetterStatistics
 from .topic import Topic
 
-__all__ = ["Bus", "BusStatistics", "KeyedGroup", "open_bus"]
-
-log = logging.getLogger("actorbus.bus")
+__all__ = ["Bus", "BusState", "BusStatistics", "open_bus"]
 
 
 class BusStatistics(msgspec.Struct, frozen=True):
@@ -35,47 +36,42 @@ class BusStatistics(msgspec.Struct, frozen=True):
     draining: bool
 
 
-class KeyedGroup:
-    """The live instances of one keyed actor kind, oldest activation first.
+class BusState:
+    """What the cells of one bus share with it: the one record both sides touch.
 
-    ``cells`` maps key to cell; its insertion order is the least-recently-activated
-    order, refreshed on every activation, so passivation under the live bound takes
-    from the front. ``stopping`` maps a key to its retired instance's ``on_stop``
-    task while that runs; the key's next instance starts after it. Only the event
-    loop thread touches either.
+    Loop thread only. Fields, with who changes them:
+
+    - ``loop``, ``done``: the bus's event loop, and a completed future (what a tell
+      that did not wait returns). Set once.
+    - ``active``: how many cells have an activation now. Only ``Cell.activate``
+      (+1) and ``Cell.end_activation`` (-1) change it; the bus reads it.
+    - ``quiet``: while the bus waits for ``active`` to reach 0 at shutdown, the
+      future it waits on (else ``None``); set by the bus, completed by the
+      activation that brings ``active`` to 0.
+    - ``closed``: set once by the bus when it closes; no cell is made after.
+    - ``dead_letters``: cells add, the bus reports.
+    - ``tasks``: the ``on_stop`` tasks of retired instances (:meth:`keep`); the
+      bus waits for them when it closes.
     """
 
-    __slots__ = (
-        "capacity",
-        "cells",
-        "counters",
-        "factory",
-        "idle_s",
-        "kind",
-        "max_live",
-        "policy",
-        "stopping",
-    )
+    __slots__ = ("active", "closed", "dead_letters", "done", "loop", "quiet", "tasks")
 
-    def __init__(
-        self,
-        kind: Hashable,
-        factory: Callable[[Any], Actor],
-        counters: Counters,
-        idle_s: float,
-        max_live: int,
-        capacity: int,
-        policy: RestartPolicy,
-    ) -> None:
-        self.kind = kind
-        self.factory = factory
-        self.counters = counters
-        self.idle_s = idle_s
-        self.max_live = max_live
-        self.capacity = capacity
-        self.policy = policy
-        self.cells: dict[Any, Cell] = {}
-        self.stopping: dict[Any, asyncio.Task[None]] = {}
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.done.set_result(None)
+        self.active = 0
+        self.quiet: asyncio.Future[None] | None = None
+        self.closed = False
+        self.dead_letters = DeadLetters()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def keep(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task the bus waits for before it finishes closing."""
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
 
 class Bus:
@@ -84,27 +80,29 @@ class Bus:
     Attributes:
         loop: The event loop the bus runs on (asyncio, uvloop when installed).
         config: The runtime bounds.
+        draining: Whether the bus is draining (its ``open_bus`` block has ended).
     """
 
     def __init__(self, config: BusConfig) -> None:
         self.config = config
         self.loop = asyncio.get_running_loop()
+        self._shared = BusState(self.loop)
         # Named (singleton) actors by name, and keyed groups by kind. Written by
         # spawn/register and by shutdown only.
         self._actors: dict[str, Cell] = {}
         self._groups: dict[Hashable, KeyedGroup] = {}
         self._topics: dict[str, Topic] = {}
-        # Activation tasks alive now; zero with draining set means the bus is quiet.
-        self._active = 0
-        self._quiet: asyncio.Future[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._dead_count = 0
-        self._dead_recent: deque[str] = deque(maxlen=32)
         self.draining = False
-        self.closed = False
-        # A completed future: what ``tell`` returns when it queued without waiting.
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self.done.set_result(None)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the bus has closed (no actor is made, mail raises ``ShuttingDown``)."""
+        return self._shared.closed
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """A completed future: what ``tell`` returns when it queued without waiting."""
+        return self._shared.done
 
     # ---- creating actors -----------------------------------------------------
 
@@ -134,7 +132,7 @@ class Bus:
             raise ValueError(f"an actor named {name!r} exists")
         _check_mailbox_size(mailbox_size)
         cell = Cell(
-            self,
+            self._shared,
             factory,
             name,
             mailbox_size or self.config.mailbox_size,
@@ -174,6 +172,7 @@ class Bus:
         _check_mailbox_size(mailbox_size)
         name = kind.__name__ if isinstance(kind, type) else str(kind)
         self._groups[kind] = KeyedGroup(
+            self._shared,
             kind,
             factory,
             Counters(name),
@@ -192,29 +191,7 @@ class Bus:
         group = self._groups.get(kind)
         if group is None:
             raise KeyError(f"keyed actor {kind!r} is not registered")
-        return ActorRef(self.keyed_cell(group, key))
-
-    def keyed_cell(self, group: KeyedGroup, key: Any) -> Cell:
-        """The live cell for ``key``, created if there is none."""
-        if self.closed:
-            raise ShuttingDown("the bus is closed")
-        cell = group.cells.get(key)
-        if cell is None:
-            factory = group.factory
-            cell = Cell(
-                self,
-                lambda: factory(key),
-                group.counters.name,
-                group.capacity,
-                group.counters,
-                group.policy,
-                group,
-                key,
-            )
-            group.cells[key] = cell
-            if len(group.cells) > group.max_live:
-                self._shrink(group, keep=cell)
-        return cell
+        return ActorRef(group.cell(key))
 
     def named(self, name: str) -> ActorRef:
         """Return the reference of the named actor ``name``."""
@@ -234,108 +211,6 @@ class Bus:
         topic = self._topics.get(name)
         return 0 if topic is None else topic.publish(item)
 
-    # ---- runtime hooks used by cells ---------------------------------------
-
-    def activate(self, cell: Cell) -> asyncio.Task[None] | asyncio.Handle:
-        """Start an activation for a cell that just received mail.
-
-        A started direct batch actor is drained by a loop callback; any other
-        actor (or one not started yet: ``on_start`` may wait) by a task.
-        """
-        self._active += 1
-        group = cell.group
-        if group is not None:
-            # Refresh the least-recently-activated order.
-            del group.cells[cell.key]
-            group.cells[cell.key] = cell
-        actor = cell.actor
-        if cell.started and actor is not None and actor.direct_batch:
-            return self.loop.call_soon(cell.run_now)
-        return self.loop.create_task(cell.run())
-
-    def deactivated(self, cell: Cell) -> None:
-        """An activation ended."""
-        self._active -= 1
-        if self._active == 0 and self._quiet is not None and not self._quiet.done():
-            self._quiet.set_result(None)
-
-    def dead_letter(self, cell: Cell, message: Any, reason: str) -> None:
-        """Count and log a message no handler will see (never its content)."""
-        self._dead_count += 1
-        cell.counters.dead += 1
-        entry = f"{cell.label()}: {type(message).__name__} ({reason})"
-        self._dead_recent.append(entry)
-        count = self._dead_count
-        if count & (count - 1) == 0 or count % 1000 == 0:
-            log.warning("dead letter #%d: %s", count, entry)
-
-    def stop_cell(self, cell: Cell) -> None:
-        """Stop a cell for good: its queued mail goes to dead letters."""
-        cell.state = STOPPED
-        group = cell.group
-        if group is not None and group.cells.get(cell.key) is cell:
-            del group.cells[cell.key]
-        self._flush(cell, "actor stopped")
-        cell.wake_all()
-        self._finish(cell)
-
-    def _flush(self, cell: Cell, reason: str) -> None:
-        mailbox = cell.mailbox
-        while mailbox:
-            message, fut = unpack(mailbox.popleft())
-            self.dead_letter(cell, message, reason)
-            if fut is not None and not fut.done():
-                err = ShuttingDown if cell.state == CLOSED else ActorStopped
-                fut.set_exception(err(f"{cell.label()}: {reason}"))
-
-    def _finish(self, cell: Cell) -> None:
-        actor = cell.actor
-        if actor is None or not cell.started:
-            return
-        cell.started = False
-        if type(actor).on_stop is Actor.on_stop:
-            return
-        task = self.loop.create_task(_stop_actor(cell.label(), actor))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        group = cell.group
-        if group is not None:
-            # The key's next instance waits for this: what on_stop flushes must not
-            # be overtaken by what its successor handles.
-            group.stopping[cell.key] = task
-            task.add_done_callback(lambda done: _forget(group, cell.key, done))
-
-    def _passivate(self, group: KeyedGroup, cell: Cell) -> None:
-        cell.state = PASSIVATED
-        del group.cells[cell.key]
-        group.counters.passivations += 1
-        self._finish(cell)
-
-    def _shrink(self, group: KeyedGroup, keep: Cell) -> None:
-        # ``keep`` was created for mail about to be sent: it is idle and empty too,
-        # and passivating it would send that mail to dead letters.
-        excess = len(group.cells) - group.max_live
-        for cell in list(group.cells.values()):
-            if excess <= 0:
-                return
-            if cell is not keep and cell.activation is None and not cell.mailbox:
-                self._passivate(group, cell)
-                excess -= 1
-
-    async def _sweep(self) -> None:
-        while True:
-            periods = [g.idle_s for g in self._groups.values() if g.idle_s > 0]
-            await anyio.sleep(max(0.01, min(periods, default=1.0) / 4))
-            now = self.loop.time()
-            for group in self._groups.values():
-                for cell in list(group.cells.values()):
-                    if (
-                        cell.activation is None
-                        and not cell.mailbox
-                        and now - cell.last_active >= group.idle_s
-                    ):
-                        self._passivate(group, cell)
-
     # ---- reporting -----------------------------------------------------------
 
     def statistics(self) -> BusStatistics:
@@ -343,7 +218,7 @@ class Bus:
         # Live means an instance exists and has started: not a reference that never
         # received mail, nor an instance that stopped, was passivated or closed.
         actors = [
-            c.counters.snapshot(keyed=False, live=int(c.started), depth=len(c.mailbox))
+            c.counters.snapshot(keyed=False, live=int(c.started), depth=len(c.mailbox.queue))
             for c in self._actors.values()
         ]
         for group in self._groups.values():
@@ -352,12 +227,12 @@ class Bus:
                 group.counters.snapshot(
                     keyed=True,
                     live=sum(c.started for c in cells),
-                    depth=sum(len(c.mailbox) for c in cells),
+                    depth=sum(len(c.mailbox.queue) for c in cells),
                 )
             )
         return BusStatistics(
             actors=actors,
-            dead_letters=DeadLetterStatistics(self._dead_count, list(self._dead_recent)),
+            dead_letters=self._shared.dead_letters.snapshot(),
             topics={name: t.subscriber_count for name, t in self._topics.items()},
             draining=self.draining,
         )
@@ -365,7 +240,7 @@ class Bus:
     @property
     def dead_letters(self) -> int:
         """How many messages went to dead letters."""
-        return self._dead_count
+        return self._shared.dead_letters.count
 
     # ---- shutdown ------------------------------------------------------------
 
@@ -378,52 +253,32 @@ class Bus:
     async def _drain(self, deadline_s: float) -> None:
         """Let every mailbox empty, then close; past the deadline, answer the rest."""
         self.draining = True
+        shared = self._shared
         with anyio.move_on_after(deadline_s):
-            while self._active:
-                self._quiet = self.loop.create_future()
-                await self._quiet
-        self.closed = True
+            while shared.active:
+                shared.quiet = self.loop.create_future()
+                await shared.quiet
+        shared.closed = True
         cells = self._cells()
-        running: list[asyncio.Future[Any]] = []
-        for cell in cells:
-            cell.state = CLOSED
-            activation = cell.activation
-            if activation is not None:
-                # A task, a batch's future (its askers are answered ShuttingDown) or
-                # a scheduled callback.
-                activation.cancel()
-                if isinstance(activation, asyncio.Future):
-                    running.append(activation)
+        # Refuse mail everywhere and cancel what runs; once that has ended, empty
+        # the mailboxes.
+        running = [a for a in (cell.close() for cell in cells) if a is not None]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
             await asyncio.sleep(0)  # let the done callbacks of cancelled batches run
         for cell in cells:
-            self._flush(cell, "bus closed before it was handled")
-            cell.wake_all()
-            self._finish(cell)
+            cell.retire("bus closed before it was handled")
         for topic in self._topics.values():
             topic.close()
-        if self._tasks:
+        if shared.tasks:
             with anyio.move_on_after(max(1.0, deadline_s)):
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _forget(group: KeyedGroup, key: Any, task: asyncio.Task[None]) -> None:
-    if group.stopping.get(key) is task:
-        del group.stopping[key]
+                await asyncio.gather(*shared.tasks, return_exceptions=True)
 
 
 def _check_mailbox_size(size: int | None) -> None:
     # A mailbox of no room would make every tell wait forever.
     if size is not None and size < 1:
         raise ValueError(f"mailbox_size must be at least 1, not {size}")
-
-
-async def _stop_actor(label: str, actor: Actor) -> None:
-    try:
-        await actor.on_stop()
-    except Exception as exc:
-        log.warning("actor %s on_stop failed: %r", label, exc)
 
 
 @asynccontextmanager
@@ -451,7 +306,7 @@ async def open_bus(config: BusConfig | None = None) -> AsyncIterator[Bus]:
     # Cancellation still goes through the group, which owns the cancel scope.
     error: BaseException | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(bus._sweep)
+        tg.start_soon(sweep, bus._groups.values(), bus.loop.time)
         try:
             yield bus
         except (anyio.get_cancelled_exc_class(), GeneratorExit):

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from bus import Actor, ActorStopped, Later, RestartPolicy, open_bus
-from bus._runtime.cell import THROUGHPUT
+from bus._runtime.dispatch import THROUGHPUT
 from contracts import BusConfig, ShuttingDown
 
 pytestmark = pytest.mark.anyio

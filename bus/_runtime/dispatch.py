@@ -1,0 +1,291 @@
+"""How an activation handles a cell's mail: the strategies, chosen once per actor instance.
+
+An actor has no task of its own while idle. Mail to an idle actor starts one
+activation, which drains the mailbox (yielding to the loop every ``THROUGHPUT``
+messages, for fairness) and ends when it is empty. Idle actors so cost a few
+hundred bytes, and a burst of mail costs one activation, not one per message.
+
+:func:`dispatch_for` picks the strategy when an actor instance has started (its
+class says which); the cell holds it as ``cell.dispatch`` until the instance
+stops, and every activation of the cell uses it:
+
+- ``AWAITED``, ``DIRECT``, ``BATCHES``: an activation task (:func:`run`) runs the
+  strategy's drain loop from ``drain.py`` (coroutine ``receive``, plain
+  ``receive``, ``receive_batch``) while there is mail, then lingers one loop
+  cycle for follow-up mail.
+- ``CALLBACK``: a started direct batch actor, drained by a loop callback
+  (:func:`run_now`) with no task at all; a batch answered later holds the actor.
+- ``UNSTARTED``: no instance has started. The activation is a task, since
+  ``on_start`` may wait, and goes on with the started instance's strategy.
+
+Every activation ends with ``Cell.end_activation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from contracts import ShuttingDown
+
+from .actor import Actor
+from .drain import (
+    THROUGHPUT,
+    being_cancelled,
+    drain_awaited,
+    drain_batches,
+    drain_direct,
+    reply,
+    yield_to_loop,
+)
+from .later import Later
+from .mailbox import Ask, fail
+from .stats import LATENCY_SAMPLE_EVERY
+
+if TYPE_CHECKING:
+    from .cell import Cell
+
+__all__ = [
+    "AWAITED",
+    "BATCHES",
+    "CALLBACK",
+    "DIRECT",
+    "THROUGHPUT",
+    "UNSTARTED",
+    "Activation",
+    "Dispatch",
+    "dispatch_for",
+    "recover",
+    "run",
+    "run_now",
+]
+
+_SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
+
+#: What ``Cell.activation`` holds while the cell is active (``None`` when idle):
+#:
+#: - ``asyncio.Task``: an activation task. It runs :func:`run` (any actor not
+#:   started yet, and a started actor drained in a task) or :func:`recover`
+#:   (a direct batch actor restarting after a crash).
+#: - ``asyncio.Handle``: a scheduled :func:`run_now`, the loop callback that
+#:   drains a started direct batch actor.
+#: - ``asyncio.Future`` or :class:`~bus.Later`: a direct batch actor's batch
+#:   answered later and still in flight. It holds the actor: mail queues up and
+#:   becomes the next batch when it completes.
+#:
+#: Each kind can be cancelled, which is what the bus does to it at its shutdown
+#: deadline; the futures among them (task, batch future) can also be awaited.
+Activation = asyncio.Task[None] | asyncio.Handle | asyncio.Future[Any] | Later
+
+
+class Dispatch:
+    """A drain strategy: how an activation starts, and the loop a task drains with.
+
+    The five are the module's constants, shared by every cell; a cell holds one.
+
+    Attributes:
+        name: What the strategy is called, for ``repr``.
+        launch: Starts an activation of a cell, returning what it is (a task or a
+            scheduled callback).
+        drain: The loop an activation task runs while there is mail (``None``:
+            this strategy does not drain in a task).
+    """
+
+    __slots__ = ("drain", "launch", "name")
+
+    def __init__(
+        self,
+        name: str,
+        launch: Callable[[Cell], Activation],
+        drain: Callable[[Cell], Coroutine[Any, Any, None]] | None,
+    ) -> None:
+        self.name = name
+        self.launch = launch
+        self.drain = drain
+
+    def __repr__(self) -> str:
+        return f"<Dispatch {self.name}>"
+
+
+def dispatch_for(actor: Actor) -> Dispatch:
+    """The strategy for a started actor instance, from what its class defines."""
+    if actor.direct_batch:
+        return CALLBACK
+    if actor.batch_size > 0:
+        return BATCHES
+    if actor.direct:
+        return DIRECT
+    return AWAITED
+
+
+# ---- in a task -------------------------------------------------------------
+
+
+def _in_task(cell: Cell) -> asyncio.Task[None]:
+    return cell.loop.create_task(run(cell))
+
+
+async def run(cell: Cell) -> None:
+    """The body of an activation task: start if needed, drain, linger, end."""
+    handed_over = False
+    try:
+        if cell.dispatch is UNSTARTED:
+            await cell.start()
+        if cell.dispatch is CALLBACK:
+            # Started: a direct batch actor is drained by loop callbacks from now on;
+            # the callback takes over this activation (and its count).
+            cell.activation = cell.loop.call_soon(run_now, cell)
+            handed_over = True
+            return
+        queue = cell.mailbox.queue
+        while not cell.state:  # OPEN
+            if queue:
+                # Read each time: a restart inside a drain makes a new instance.
+                drain = cell.dispatch.drain
+                assert drain is not None
+                try:
+                    await drain(cell)
+                except asyncio.CancelledError:
+                    if being_cancelled():
+                        raise
+                    # A handler let out a CancelledError of its own (it awaited
+                    # something that was cancelled): a failed message, already
+                    # answered; ending here would strand the rest of the mailbox.
+                    cell.counters.failures += 1
+                continue
+            await yield_to_loop()  # linger one loop cycle: follow-up mail reuses this task
+            if not queue:
+                break
+    finally:
+        if not handed_over:
+            cell.end_activation()
+
+
+def _in_callback(cell: Cell) -> asyncio.Handle:
+    return cell.loop.call_soon(run_now, cell)
+
+
+def run_now(cell: Cell) -> None:
+    """One activation of a started direct batch actor, run as a loop callback.
+
+    A batch answered with a future or a :class:`Later` holds the actor until it
+    completes (it is the activation meanwhile): mail queues up and becomes the
+    next batch, as an awaited batch would.
+    """
+    actor = cell.actor
+    assert actor is not None
+    mailbox = cell.mailbox
+    queue = mailbox.queue
+    counters = cell.counters
+    size = actor.batch_size
+    handled = 0
+    while queue and not cell.state:  # OPEN
+        items = mailbox.take(size)
+        t0 = perf_counter()
+        try:
+            # A plain method (direct_batch): the replies, or a future of them.
+            results: Any = actor.receive_batch([i.message if type(i) is Ask else i for i in items])
+            if (
+                type(results) is not Later
+                and not isinstance(results, asyncio.Future)
+                and len(results) != len(items)
+            ):
+                raise RuntimeError(
+                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
+                )
+        except Exception as exc:
+            counters.failures += 1
+            counters.messages_out += len(items)
+            crashed = False
+            for item in items:
+                if type(item) is Ask:
+                    fail(item.fut, exc)
+                else:
+                    crashed = True
+            if crashed:
+                # Restarting waits out a backoff: that takes a task.
+                cell.activation = cell.loop.create_task(recover(cell, exc))
+                return
+            continue
+        if not counters.messages_out & _SAMPLE_MASK:
+            counters.sample(perf_counter() - t0)
+        if type(results) is Later:
+            if not results.done():
+                cell.activation = results
+                results.then(functools.partial(_answer_later, cell, items))
+                return
+            _settle(cell, items, results)  # answered within the call
+        elif isinstance(results, asyncio.Future):
+            cell.activation = results
+            results.add_done_callback(functools.partial(_answer_later, cell, items))
+            return
+        else:
+            reply(counters, items, results)
+        handled += len(items)
+        if handled >= THROUGHPUT and queue:
+            # Fairness: let other callbacks and tasks run before the rest.
+            cell.activation = cell.loop.call_soon(run_now, cell)
+            return
+    cell.end_activation()
+
+
+def _answer_later(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+    """A batch answered with a future or a Later completed: answer its askers, go on."""
+    _settle(cell, items, fut)
+    if cell.mailbox.queue and not cell.state:  # OPEN
+        run_now(cell)  # the next batch, in the same activation
+        return
+    cell.end_activation()
+
+
+def _settle(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+    """Answer a batch's askers from its completed future or Later."""
+    counters = cell.counters
+    if type(fut) is Later:
+        results = fut.result()  # None unless resolved
+        if type(results) is list and len(results) == len(items):
+            reply(counters, items, results)  # the usual answer, without the checks below
+            return
+    if fut.cancelled():
+        error: BaseException | None = ShuttingDown(f"{cell.label()}: stopped before it answered")
+    else:
+        error = fut.exception()
+        if error is None:
+            results = fut.result()
+            # Raising here, in a loop callback, would strand the actor with its
+            # activation set: an unusable answer fails the batch instead.
+            if type(results) is not list and not isinstance(results, Sequence):
+                error = TypeError(f"{cell.label()} answered a batch with {type(results).__name__}")
+            elif len(results) == len(items):
+                reply(counters, items, results)
+            else:
+                error = RuntimeError(
+                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
+                )
+    if error is not None:
+        counters.failures += 1
+        counters.messages_out += len(items)
+        for item in items:
+            if type(item) is Ask:
+                fail(item.fut, error)
+
+
+async def recover(cell: Cell, exc: Exception) -> None:
+    """Restart a direct batch actor that crashed in a callback, then drain on."""
+    try:
+        if not await cell.crashed(exc):
+            return
+    finally:
+        cell.end_activation()
+    if cell.mailbox.queue and not cell.state:  # OPEN
+        cell.activate()
+
+
+UNSTARTED = Dispatch("unstarted", _in_task, None)
+AWAITED = Dispatch("awaited", _in_task, drain_awaited)
+DIRECT = Dispatch("direct", _in_task, drain_direct)
+BATCHES = Dispatch("batches", _in_task, drain_batches)
+CALLBACK = Dispatch("callback", _in_callback, None)
