@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,8 +134,6 @@ def test_writers_in_two_processes_lose_no_entry(tmp_path: Path) -> None:
 def test_a_fifo_planted_as_a_shard_or_the_partition_lock_is_refused_without_hanging(
     tmp_path: Path,
 ) -> None:
-    import os
-
     store = FileCacheStore(tmp_path)
     entries = slots_for(["a"])
     store.save("t", entries)

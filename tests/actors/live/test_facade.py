@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -409,20 +412,14 @@ def test_two_processes_interleave_hundreds_of_writes_and_lose_no_branch(tmp_path
 
 def unblock(fifo: Path) -> None:
     """Give a reader blocked on ``fifo`` its writer (so a failing run cannot hang)."""
-    import os
-
-    try:
+    with contextlib.suppress(OSError):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:
-        pass
 
 
 @pytest.mark.parametrize("name", ["live-data.json", "live-data.example.json"])
 async def test_a_fifo_at_a_document_path_is_refused_at_once_and_frees_the_lock(
     tmp_path: Path, name: str
 ) -> None:
-    import os
-
     setup(tmp_path, current=None if name == "live-data.json" else b"{not json")
     fifo = tmp_path / "data" / name
     if fifo.exists():
@@ -448,8 +445,6 @@ async def test_a_fifo_at_a_document_path_is_refused_at_once_and_frees_the_lock(
 
 
 def stat_is_fifo(path: Path) -> bool:
-    import stat
-
     return stat.S_ISFIFO(path.lstat().st_mode)
 
 
