@@ -47,9 +47,16 @@ def _check_id(name: str, value: str) -> None:
         raise InvalidRequest(f"{name} must be 1 to {MAX_ID_CHARS} characters")
 
 
-def _check_amount(name: str, value: float | None) -> None:
+#: The most runs a day a cadence may state (one every 86.4 ms): a bound that keeps
+#: the monthly projection (run usd x cadence x 30) a finite number.
+MAX_CADENCE_PER_DAY = 1_000_000.0
+
+
+def _check_amount(name: str, value: float | None, most: float | None = None) -> None:
     if value is not None and (not math.isfinite(value) or value < 0):
         raise InvalidRequest(f"{name} must be a finite number >= 0 or null")
+    if value is not None and most is not None and value > most:
+        raise InvalidRequest(f"{name} must be at most {most:g} or null")
 
 
 class EnrichItem(Base, frozen=True):
@@ -105,7 +112,7 @@ class EnrichRequest(Base, frozen=True):
         _check_id("enrichment_type", self.enrichment_type)
         _check_id("adapter_version", self.adapter_version)
         _check_amount("budget_usd", self.budget_usd)
-        _check_amount("cadence_per_day", self.cadence_per_day)
+        _check_amount("cadence_per_day", self.cadence_per_day, MAX_CADENCE_PER_DAY)
 
 
 def decode_enrich_request(data: Any) -> EnrichRequest:

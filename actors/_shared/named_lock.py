@@ -1,7 +1,7 @@
 """Named cross-process locks under a private lock root (blocking; run in a worker thread).
 
 A lock ``<id>`` is the file ``<lock_root>/<id>.lock`` holding its owner record
-(``docs/runbook.md``)::
+(``docs/runbook.md``, "Locks")::
 
     {"lock_id", "pid", "host", "token", "acquired_at", "pid_start"}
 
@@ -19,6 +19,11 @@ under a kernel ``flock`` on ``<id>.guard`` and re-reads the record first, so of
 two recoverers only one removes the stale record, and nobody removes a record they
 did not judge.
 
+Special files: every lock file is opened without blocking and must be a regular
+file, and the lock root must be a real directory. A FIFO (or anything else) in
+their place makes the lock busy (:class:`~contracts.LockBusy`, naming the kind of
+file, never the path) instead of hanging the thread that holds the caller's work.
+
 Fairness: a waiter holds a kernel ``flock`` on ``<id>.turn`` while it polls (every
 few milliseconds), and everyone takes that turnstile before trying, so a writer
 that just released cannot take the lock again ahead of a peer already waiting.
@@ -33,6 +38,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,12 +49,15 @@ import msgspec
 
 from contracts import InvalidRequest, LockBusy, LockRelease
 
+from .files import NotRegular, file_kind, open_regular
+
 __all__ = ["LockHandle", "NamedLock", "OwnerRecord", "iso_millis", "process_start_time"]
 
 log = logging.getLogger("actorbus.lock")
 
 _LOCK_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-#: The longest a waiter sleeps between two attempts (``docs/runbook.md`` promises <= 10 ms).
+#: The longest a waiter sleeps between two attempts (at most 10 ms, so a busy peer
+#: cannot starve a waiter).
 POLL_S = 0.005
 
 
@@ -199,9 +208,11 @@ class NamedLock:
             ValueError: The file exists but holds no readable record.
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_regular(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except NotRegular as exc:
+            raise ValueError(f"the lock file is {exc.kind}, not a regular file") from None
         except OSError as exc:
             raise ValueError("the lock file cannot be opened") from exc
         try:
@@ -228,10 +239,22 @@ class NamedLock:
 
     def _ensure_root(self) -> None:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = os.lstat(self.root).st_mode
+        if not stat.S_ISDIR(mode):
+            raise LockBusy(
+                f"lock {self.lock_id}: the lock root is {file_kind(mode)}, not a directory; "
+                "refused (see the runbook)"
+            )
 
     @contextlib.contextmanager
     def _flock(self, path: Path, blocking: bool) -> Iterator[bool]:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+        except NotRegular as exc:
+            raise LockBusy(
+                f"lock {self.lock_id}: its {path.suffix[1:]} file is {exc.kind}, not a regular "
+                "file; refused (see the runbook)"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -354,9 +377,9 @@ class NamedLock:
     def _busy_message(self, wait_s: float) -> str:
         try:
             record = self.read()
-        except ValueError:
+        except ValueError as exc:
             return (
-                f"lock {self.lock_id} holds an unreadable owner record; not broken "
+                f"lock {self.lock_id} holds an unreadable owner record ({exc}); not broken "
                 f"after {wait_s:g}s (see the runbook)"
             )
         if record is None:

@@ -18,17 +18,46 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 
 from contracts import Projection, RunSpend, SourceSpend, SpendReport, SpendState
 
-__all__ = ["NANOS", "Budget", "SourceTally", "combine", "from_nanos", "spend_report", "to_nanos"]
+__all__ = [
+    "MAX_ITEM_USD",
+    "NANOS",
+    "Budget",
+    "SourceTally",
+    "combine",
+    "from_nanos",
+    "spend_report",
+    "to_nanos",
+]
 
 NANOS = 1_000_000_000
 
 
+#: The largest cost one item may be reported to have. A provider's report above it
+#: is not believed (like a negative or NaN one): the item is charged its estimate.
+#: Bounding each charge keeps every sum and projection a finite float.
+MAX_ITEM_USD = 1e12
+
+
 def to_nanos(usd: float) -> int:
-    """USD as integer nano-dollars."""
-    return round(usd * NANOS)
+    """USD as integer nano-dollars, for any finite amount (a huge budget included).
+
+    The float product is exact enough and fast; past a double's range (a budget of
+    1e300 dollars) the amount is scaled exactly as a fraction instead, so a client's
+    number never overflows (Python integers have no bound).
+
+    Raises:
+        ValueError: ``usd`` is NaN or infinite (the contracts refuse those first).
+    """
+    scaled = usd * NANOS
+    if math.isfinite(scaled):
+        return round(scaled)
+    if not math.isfinite(usd):
+        raise ValueError("an amount must be finite")
+    return round(Fraction(usd) * NANOS)
 
 
 def from_nanos(nanos: int) -> float:
@@ -93,7 +122,7 @@ class SourceTally:
         nothing, and a successful one its configured cost (estimated), zero for a
         free source, or nothing known (unavailable).
         """
-        if usd is not None and math.isfinite(usd) and usd >= 0:
+        if usd is not None and math.isfinite(usd) and 0 <= usd <= MAX_ITEM_USD:
             nanos = to_nanos(usd)
             self.labels.add("exact")
         elif failed:

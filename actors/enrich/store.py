@@ -31,6 +31,8 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
+from .._shared.files import open_regular
+
 __all__ = [
     "CacheEntry",
     "CacheStore",
@@ -150,7 +152,9 @@ _BAD = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 def _read(path: str) -> bytes:
     """A shard's bytes; raises ``FileNotFoundError`` when absent, ``OSError`` on IO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    # Not blocking, and a regular file only: a FIFO planted as a shard is an OSError
+    # here (the shard is unreadable: its items are misses), never a hang.
+    fd = open_regular(path, os.O_RDONLY)
     try:
         data = b""
         while chunk := os.read(fd, 1 << 20):
@@ -241,9 +245,7 @@ class FileCacheStore:
 
     @contextlib.contextmanager
     def _locked(self, partition: Path) -> Iterator[None]:
-        fd = os.open(
-            partition / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
+        fd = open_regular(partition / ".lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

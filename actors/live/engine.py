@@ -24,6 +24,7 @@ from contracts import (
 )
 
 from .._shared.named_lock import NamedLock
+from .._shared.numbers import unportable
 from .._shared.privacy import PrivacyGate
 from .scopes import FULL, Scope, check_write, merge, safe_scope_name
 from .store import LiveStore
@@ -38,12 +39,19 @@ def normalise(data: Any) -> Any:
     """The request data as a plain JSON tree (what a client on the socket would send).
 
     Raises:
-        InvalidRequest: ``data`` holds something JSON cannot carry, or is nested too deep.
+        InvalidRequest: ``data`` holds something JSON cannot carry, is nested too deep,
+            or holds a number not every reader can carry (NaN, Infinity, an integer
+            outside -2**63 .. 2**64-1): JSON would write NaN as ``null``, a repair.
     """
     try:
-        return msgspec.json.decode(msgspec.json.encode(data))
+        tree = msgspec.json.decode(msgspec.json.encode(data))
     except (msgspec.EncodeError, msgspec.DecodeError, TypeError, ValueError, RecursionError):
         raise InvalidRequest("live-data 'data' is not a JSON document") from None
+    # Walked as given: the round trip above has already turned NaN into null.
+    why = unportable(data)
+    if why is not None:
+        raise InvalidRequest(f"live-data 'data' holds {why}, which not every reader can carry")
+    return tree
 
 
 class LiveEngine:

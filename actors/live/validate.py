@@ -20,6 +20,7 @@ import msgspec
 
 from contracts import LiveDataInvalid, LiveDocument
 
+from .._shared.numbers import unportable
 from .._shared.privacy import format_path, redact
 
 __all__ = ["ContractValidator", "canonical", "pretty"]
@@ -152,8 +153,15 @@ class ContractValidator:
         """
         try:
             document = msgspec.json.decode(raw)
+        except msgspec.ValidationError:
+            raise LiveDataInvalid(
+                "the stored live-data document holds a number too large"
+            ) from None
         except (msgspec.DecodeError, RecursionError):
             raise LiveDataInvalid("the stored live-data document is not JSON") from None
+        why = unportable(document)
+        if why is not None:
+            raise LiveDataInvalid(f"the stored live-data document holds {why}")
         self.validate(document)
         assert isinstance(document, dict)  # validate() rejects anything else
         return document

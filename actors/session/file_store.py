@@ -37,24 +37,17 @@ from typing import NamedTuple
 
 from contracts import ActorbusError, MissingSessionPath, RecorderIOError
 
+from .._shared.files import file_kind
 from .events import session_path
 from .manager import create_session_dir
 
-__all__ = ["FileSessionStore", "LockContended", "LogWindow", "file_kind"]
+__all__ = ["FileSessionStore", "LockContended", "LogWindow"]
 
 log = logging.getLogger("actorbus.recorder")
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISLNK, "a symbolic link"),
-)
 _PATH_CACHE_MAX = 65_536
 
 
@@ -78,14 +71,6 @@ class LogWindow(NamedTuple):
     data: bytes
     size: int
     identity: tuple[int, int]
-
-
-def file_kind(mode: int) -> str:
-    """The kind of a file that is not a regular one, for an error message (no path)."""
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def _errno_name(exc: OSError) -> str:

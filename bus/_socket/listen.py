@@ -51,11 +51,21 @@ def claim_path(path: Path) -> tuple[int, socket.socket, tuple[int, int]]:
         0600, not yet listening), and the socket file's ``(st_dev, st_ino)``.
 
     Raises:
-        SocketInUse: Another server holds the lock or listens on the path, or a
-            non-socket file sits there.
+        SocketInUse: Another server holds the lock or listens on the path, a
+            non-socket file sits there, the socket's directory is not a real
+            directory, or its lock file is not a regular file.
     """
-    lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    _check_directory(path.parent)
+    lock_fd = os.open(
+        f"{path}.lock",
+        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+        0o600,
+    )
     try:
+        mode = os.fstat(lock_fd).st_mode
+        if not stat.S_ISREG(mode):
+            # A FIFO (say) would take the flock as well and claim nothing.
+            raise SocketInUse(f"the socket's lock file is {_kind(mode)}, not a regular file")
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,6 +86,28 @@ def claim_path(path: Path) -> tuple[int, socket.socket, tuple[int, int]]:
         os.close(lock_fd)
         raise
     return lock_fd, sock, (st.st_dev, st.st_ino)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _check_directory(directory: Path) -> None:
+    """Refuse a socket directory that is not a real directory (a symlink, a FIFO)."""
+    try:
+        mode = os.lstat(directory).st_mode
+    except FileNotFoundError:
+        return  # bind() reports it
+    if not stat.S_ISDIR(mode):
+        raise SocketInUse(f"the socket's directory is {_kind(mode)}, not a directory; refused")
 
 
 def _clear_stale(path: Path) -> None:

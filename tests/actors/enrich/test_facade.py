@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from contracts import (
     InvalidRequest,
     ProviderConfig,
     ProviderError,
+    decode_enrich_request,
 )
 
 pytestmark = pytest.mark.anyio
@@ -548,3 +550,44 @@ async def test_a_run_cancelled_during_its_lookup_leaves_no_orphan_claim(tmp_path
         with anyio.fail_after(5):
             report = await enrichment.run(request(items("src", 1), "next"))
     assert states(report) == ["enriched"]
+
+
+@pytest.mark.parametrize("budget", [1e300, 1.7976931348623157e308])
+async def test_a_huge_finite_budget_is_a_result_not_an_overflow(
+    tmp_path: Path, budget: float
+) -> None:
+    fake = FakePaidProvider()
+    async with open_bus() as bus:
+        enrichment = Enrichment(bus, tmp_path, config(src=PAID), {"src": fake})
+        report = await enrichment.run(request(items("src", 3), budget_usd=budget))
+    assert states(report) == ["enriched"] * 3
+    assert report.spend.run.usd == 0.03 and report.spend.run.capped is False
+
+
+async def test_a_cadence_too_large_to_project_is_a_typed_400() -> None:
+    with pytest.raises(InvalidRequest, match="cadence_per_day must be at most"):
+        request(items("src", 1), cadence_per_day=1e300)
+    with pytest.raises(InvalidRequest, match="cadence_per_day must be at most"):
+        decode_enrich_request(
+            {
+                "run_id": "r",
+                "enrichment_type": "t",
+                "adapter_version": "v",
+                "items": [],
+                "cadence_per_day": 1e300,
+            }
+        )
+
+
+async def test_the_largest_cadence_and_costs_project_a_finite_month(tmp_path: Path) -> None:
+    fake = FakePaidProvider(usd=1e300)  # a provider reporting an absurd cost is not believed
+    async with open_bus() as bus:
+        enrichment = Enrichment(bus, tmp_path, config(src=EXACT), {"src": fake})
+        report = await enrichment.run(
+            request(items("src", 4), cadence_per_day=1e6, budget_usd=1e300)
+        )
+    assert states(report) == ["enriched"] * 4
+    assert report.spend.run.usd == 0.04 and report.spend.run.state == "estimated"
+    monthly = report.spend.projection.monthly_usd
+    assert monthly is not None and math.isfinite(monthly)
+    msgspec.json.encode(report)  # every figure is a finite number JSON carries

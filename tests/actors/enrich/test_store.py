@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,24 @@ def test_writers_in_two_processes_lose_no_entry(tmp_path: Path) -> None:
         slot_of("t", "s", f"{name}-{b}-{n}") for name in "ab" for b in range(20) for n in range(10)
     ]
     assert len(read_all(store, slots)) == 400
+
+
+def test_a_fifo_planted_as_a_shard_or_the_partition_lock_is_refused_without_hanging(
+    tmp_path: Path,
+) -> None:
+    store = FileCacheStore(tmp_path)
+    entries = slots_for(["a"])
+    store.save("t", entries)
+    (shard,) = (tmp_path / "cache" / "enrichment").rglob("*.json")
+    shard.unlink()
+    os.mkfifo(shard)
+    loaded = store.load("t", list(entries))  # a plain open would wait for a writer here
+    assert loaded.entries == {} and loaded.degraded
+    # Saving replaces an unreadable shard by rename (nothing readable is lost).
+    assert store.save("t", entries).written == 1
+    assert read_all(store, list(entries)) == {s: e.summary for s, e in entries.items()}
+    lock = shard.parent / ".lock"
+    lock.unlink()
+    os.mkfifo(lock)
+    assert store.save("t", entries).degraded
+    assert os.path.exists(lock) and not lock.is_file()

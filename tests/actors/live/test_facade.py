@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -402,3 +405,74 @@ def test_two_processes_interleave_hundreds_of_writes_and_lose_no_branch(tmp_path
     assert both_in_flight > 0, "the two writers did interleave"
     assert [json.loads(out)["writes"] for out in outs] == [rounds, rounds]
     assert not lock_file(tmp_path).exists()
+
+
+# ---- special files and numbers -------------------------------------------------
+
+
+def unblock(fifo: Path) -> None:
+    """Give a reader blocked on ``fifo`` its writer (so a failing run cannot hang)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("name", ["live-data.json", "live-data.example.json"])
+async def test_a_fifo_at_a_document_path_is_refused_at_once_and_frees_the_lock(
+    tmp_path: Path, name: str
+) -> None:
+    setup(tmp_path, current=None if name == "live-data.json" else b"{not json")
+    fifo = tmp_path / "data" / name
+    if fifo.exists():
+        fifo.unlink()
+    os.mkfifo(fifo)
+    try:
+        with anyio.fail_after(10):
+            async with open_bus() as bus:
+                live = LiveData(bus, tmp_path, CONFIG)
+                with pytest.raises(LiveDataInvalid, match="a FIFO, not a regular file") as caught:
+                    await live.write("trend-finder", tf())
+                assert str(tmp_path) not in caught.value.message
+                with pytest.raises(LiveDataInvalid, match="a FIFO"):
+                    await live.read()
+                # The lock was released: a second writer is refused the same way,
+                # not kept out with LockBusy.
+                with pytest.raises(LiveDataInvalid, match="a FIFO"):
+                    await live.write("trend-finder", tf())
+                assert not lock_file(tmp_path).exists()
+    finally:
+        unblock(fifo)
+    assert stat_is_fifo(fifo)
+
+
+def stat_is_fifo(path: Path) -> bool:
+    return stat.S_ISFIFO(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 2**64, -(2**63) - 1])
+async def test_a_number_not_every_reader_can_carry_is_refused_not_repaired(
+    tmp_path: Path, value: float
+) -> None:
+    setup(tmp_path)
+    async with open_bus() as bus:
+        live = LiveData(bus, tmp_path, CONFIG)
+        with pytest.raises(InvalidRequest, match="not every reader can carry"):
+            await live.write("trend-finder", tf(score=value))
+        with pytest.raises(InvalidRequest, match="not every reader can carry"):
+            await live.write("full", {**EXAMPLE, "intro": {"n": [1, {"v": value}]}})
+        await live.write("trend-finder", tf(score=2**64 - 1, low=-(2**63), f=1.5))
+    written = document(tmp_path)["extensions"]["items"]["trend-finder"]
+    assert (written["score"], written["low"], written["f"]) == (2**64 - 1, -(2**63), 1.5)
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"1" + b"0" * 40])
+async def test_a_stored_document_with_an_unportable_number_is_no_base(
+    tmp_path: Path, number: bytes
+) -> None:
+    setup(
+        tmp_path,
+        current=b'{"schema_version": 1, "extensions": {"items": {}}, "h": {"n": ' + number + b"}}",
+    )
+    async with open_bus() as bus:
+        live = LiveData(bus, tmp_path, CONFIG)
+        assert (await live.read()) == EXAMPLE
+        assert (await live.write("trend-finder", tf())).base == "example"

@@ -346,3 +346,27 @@ def test_two_busy_writers_in_two_processes_never_starve_or_overlap(
     assert [p.returncode for p in procs] == [0, 0]
     assert [o.strip() for o in outs] == ["done", "done"]
     assert not (root / f"{LOCK_ID}.lock").exists()
+
+
+@pytest.mark.parametrize("suffix", [".lock", ".turn", ".guard"])
+def test_a_fifo_in_place_of_a_lock_file_makes_the_lock_busy_not_hung(
+    tmp_path: Path, suffix: str
+) -> None:
+    lock = NamedLock(tmp_path / "locks", "generated-live-data", stale_s=600)
+    (tmp_path / "locks").mkdir()
+    fifo = tmp_path / "locks" / f"generated-live-data{suffix}"
+    os.mkfifo(fifo)
+    with pytest.raises(LockBusy, match="a FIFO") as caught:
+        handle = lock.acquire(0.05)
+        lock.release(handle)  # the guard is only taken on release
+    assert str(tmp_path) not in caught.value.message
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # refused, not replaced
+
+
+def test_a_lock_root_that_is_not_a_directory_makes_the_lock_busy(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "locks").symlink_to(tmp_path / "elsewhere")
+    lock = NamedLock(tmp_path / "locks", "generated-live-data", stale_s=600)
+    with pytest.raises(LockBusy, match="symbolic link"):
+        lock.acquire(0.05)
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -72,3 +72,24 @@ async def test_a_second_server_on_the_same_path_is_refused_and_the_first_keeps_s
                 pass
         async with await Client.connect(sock_path) as client:
             assert await client.request("ping") == {"pong": True}
+
+
+@pytest.mark.anyio
+async def test_a_socket_directory_that_is_a_symlink_is_refused(sock_path: Path) -> None:
+    real = sock_path.parent / "real"
+    real.mkdir()
+    link = sock_path.parent / "link"
+    link.symlink_to(real)
+    with pytest.raises(SocketInUse, match="directory is a symbolic link"):
+        async with serve_unix(link / "s.sock", {}):
+            pass
+    assert list(real.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_fifo_at_the_socket_lock_file_is_refused(sock_path: Path) -> None:
+    os.mkfifo(f"{sock_path}.lock")
+    with pytest.raises(SocketInUse, match="lock file is a FIFO"):
+        async with serve_unix(sock_path, {}):
+            pass
+    assert not sock_path.exists()
