@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ShuttingDown
 
 from .mailbox import Ask, fail
+from .ports import CellPort
 from .stats import LATENCY_SAMPLE_EVERY, Counters
-
-if TYPE_CHECKING:
-    from .cell import Cell
 
 __all__ = [
     "THROUGHPUT",
@@ -43,7 +41,7 @@ async def yield_to_loop() -> None:
     await asyncio.sleep(0)
 
 
-async def drain_awaited(cell: Cell) -> None:
+async def drain_awaited(cell: CellPort) -> None:
     """Handle queued messages one at a time with a coroutine ``receive``.
 
     :func:`drain_direct` is this loop for a plain-method ``receive``: the two
@@ -94,7 +92,7 @@ async def drain_awaited(cell: Cell) -> None:
         counters.messages_out += handled
 
 
-async def drain_direct(cell: Cell) -> None:
+async def drain_direct(cell: CellPort) -> None:
     """:func:`drain_awaited` for an actor whose ``receive`` is a plain method."""
     mailbox = cell.mailbox
     queue = mailbox.queue
@@ -143,13 +141,13 @@ async def drain_direct(cell: Cell) -> None:
         counters.messages_out += handled
 
 
-def _receive(cell: Cell) -> Callable[[Any], Any]:
+def _receive(cell: CellPort) -> Callable[[Any], Any]:
     actor = cell.actor
     assert actor is not None
     return actor.receive
 
 
-async def drain_batches(cell: Cell) -> None:
+async def drain_batches(cell: CellPort) -> None:
     """Hand a batch actor (coroutine ``receive_batch``) what is queued, batch by batch."""
     mailbox = cell.mailbox
     queue = mailbox.queue
