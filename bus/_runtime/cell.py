@@ -35,7 +35,7 @@ from .ports import (
     GroupPort,
     State,
 )
-from .stats import Counters
+from .stats import ActorCounters
 
 __all__ = [
     "CLOSED",
@@ -119,7 +119,7 @@ class Cell:
         factory: Callable[[], Actor],
         name: str,
         capacity: int,
-        counters: Counters,
+        counters: ActorCounters,
         policy: RestartPolicy,
         group: GroupPort[Cell] | None = None,
         key: Any = None,

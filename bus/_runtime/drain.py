@@ -18,7 +18,7 @@ from contracts import ShuttingDown
 
 from .mailbox import Ask, fail
 from .ports import CellPort
-from .stats import LATENCY_SAMPLE_EVERY, Counters
+from .stats import LATENCY_SAMPLE_EVERY, ActorCounters
 
 __all__ = [
     "THROUGHPUT",
@@ -188,7 +188,7 @@ async def drain_batches(cell: CellPort) -> None:
             await yield_to_loop()
 
 
-def reply(counters: Counters, items: list[Any], results: Sequence[Any]) -> None:
+def reply(counters: ActorCounters, items: list[Any], results: Sequence[Any]) -> None:
     """Answer each ask of a handled batch with its entry of ``results``."""
     counters.messages_out += len(items)
     for item, result in zip(items, results, strict=True):

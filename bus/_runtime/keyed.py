@@ -23,7 +23,7 @@ from contracts import ShuttingDown
 from .actor import Actor
 from .cell import Cell, RestartPolicy
 from .ports import BusState
-from .stats import Counters
+from .stats import ActorCounters
 
 __all__ = ["KeyedGroup", "sweep"]
 
@@ -58,7 +58,7 @@ class KeyedGroup:
         shared: BusState,
         kind: Hashable,
         factory: Callable[[Any], Actor],
-        counters: Counters,
+        counters: ActorCounters,
         idle_s: float,
         max_live: int,
         capacity: int,

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from .actor import Actor
 from .later import Later
 from .mailbox import Mailbox
-from .stats import Counters, DeadLetters
+from .stats import ActorCounters, DeadLetters
 
 __all__ = [
     "CLOSED",
@@ -162,7 +162,7 @@ class CellPort(Protocol):
     loop: asyncio.AbstractEventLoop
     actor: Actor | None
     mailbox: Mailbox
-    counters: Counters
+    counters: ActorCounters
     state: State
     activation: Activation | None
     dispatch: Dispatch

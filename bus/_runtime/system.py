@@ -23,7 +23,7 @@ from .cell import Cell, RestartPolicy
 from .keyed import KeyedGroup, sweep
 from .ports import BusState
 from .ref import ActorRef
-from .stats import ActorStatistics, Counters, DeadLetterStatistics
+from .stats import ActorCounters, ActorStatistics, DeadLetterStatistics
 from .topic import Topic
 
 __all__ = ["Bus", "BusState", "BusStatistics", "open_bus"]
@@ -100,7 +100,7 @@ class Bus:
             factory,
             name,
             mailbox_size or self.config.mailbox_size,
-            Counters(name),
+            ActorCounters(name),
             restart or RestartPolicy(),
         )
         self._actors[name] = cell
@@ -139,7 +139,7 @@ class Bus:
             self._shared,
             kind,
             factory,
-            Counters(name),
+            ActorCounters(name),
             idle_s if idle_s is not None else self.config.keyed_idle_s,
             max_live or self.config.max_live_keyed,
             mailbox_size or self.config.mailbox_size,
