@@ -38,11 +38,13 @@ from .drain import (
     drain_awaited,
     drain_batches,
     drain_direct,
+    fail_batch,
+    miscounted,
     reply,
     yield_to_loop,
 )
 from .later import Later
-from .mailbox import Ask, fail
+from .mailbox import Ask
 from .ports import Activation, CellPort, Dispatch
 from .stats import LATENCY_SAMPLE_EVERY
 
@@ -147,19 +149,9 @@ def run_now(cell: CellPort) -> None:
                 and not isinstance(results, asyncio.Future)
                 and len(results) != len(items)
             ):
-                raise RuntimeError(
-                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
-                )
+                raise miscounted(cell.label(), results, items)
         except Exception as exc:
-            counters.failures += 1
-            counters.messages_out += len(items)
-            crashed = False
-            for item in items:
-                if type(item) is Ask:
-                    fail(item.fut, exc)
-                else:
-                    crashed = True
-            if crashed:
+            if fail_batch(counters, items, exc):
                 # Restarting waits out a backoff: that takes a task.
                 cell.activation = cell.loop.create_task(recover(cell, exc))
                 return
@@ -216,15 +208,9 @@ def _settle(cell: CellPort, items: list[Any], fut: asyncio.Future[Any] | Later) 
             elif len(results) == len(items):
                 reply(counters, items, results)
             else:
-                error = RuntimeError(
-                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
-                )
+                error = miscounted(cell.label(), results, items)
     if error is not None:
-        counters.failures += 1
-        counters.messages_out += len(items)
-        for item in items:
-            if type(item) is Ask:
-                fail(item.fut, error)
+        fail_batch(counters, items, error)
 
 
 async def recover(cell: CellPort, exc: Exception) -> None:
