@@ -107,16 +107,28 @@ class BusState:
         return task
 
 
-#: What ``Cell.activation`` holds while the cell is active (``None`` when idle):
+#: What ``Cell.activation`` holds while the cell is active (``None`` when idle). Each
+#: kind, with what holds while the activation is of that kind:
 #:
-#: - ``asyncio.Task``: an activation task. It runs :func:`run` (any actor not
-#:   started yet, and a started actor drained in a task) or :func:`recover`
-#:   (a direct batch actor restarting after a crash).
-#: - ``asyncio.Handle``: a scheduled :func:`run_now`, the loop callback that
-#:   drains a started direct batch actor.
+#: - ``asyncio.Task``: an activation task, running ``dispatch.run`` (an actor not
+#:   started yet, or one drained in a task: ``cell.dispatch`` is ``UNSTARTED``,
+#:   ``AWAITED``, ``DIRECT`` or ``BATCHES``) or ``dispatch.recover`` (a direct batch
+#:   actor restarting after a crash). Only this task takes from the mailbox; it
+#:   leaves by calling ``Cell.end_activation`` or, when a started actor turns out
+#:   to be a direct batch actor, by handing over to a callback (setting the
+#:   activation to the callback's handle first).
+#: - ``asyncio.Handle`` (or uvloop's): a scheduled ``dispatch.run_now``, and
+#:   ``cell.dispatch`` is ``CALLBACK``. Nothing takes from the mailbox until it
+#:   runs; it then replaces itself (a batch in flight, a restart task, or another
+#:   scheduled callback for fairness) or ends the activation before it returns.
 #: - ``asyncio.Future`` or :class:`~bus.Later`: a direct batch actor's batch
-#:   answered later and still in flight. It holds the actor: mail queues up and
-#:   becomes the next batch when it completes.
+#:   answered later and still in flight, and ``cell.dispatch`` is ``CALLBACK``. The
+#:   batch's messages are out of the mailbox and held by its completion callback;
+#:   nothing takes from the mailbox until it completes (mail queues up and becomes
+#:   the next batch), and its completion answers the batch's askers, then takes
+#:   the next batch or ends the activation.
+#: - ``None``: idle. An idle open cell's mailbox is empty, and
+#:   ``BusState.active`` does not count the cell.
 #:
 #: Each kind can be cancelled, which is what the bus does to it at its shutdown
 #: deadline; the futures among them (task, batch future) can also be awaited.
