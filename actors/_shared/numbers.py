@@ -9,11 +9,13 @@ acknowledged reads back through every framing (``docs/protocol.md``, "Numbers"):
   write ``null`` instead, which is a repair), and no JSON literal so large that
   it overflows a double (``1e400``).
 
-For JSON text the check is in two steps, so the common event pays only a scan in
-C: :func:`json_suspect` looks for what an unportable number needs (a run of 19
-digits, or an exponent of three or more digits), and
-only then :func:`json_unportable` decodes the text to be sure. A false suspicion
-(a long digit run inside a string) costs one decode and passes.
+For JSON text the check is in two steps, so the common event pays only one fold
+and two searches in C: :func:`json_suspect` looks for what an unportable number
+needs (a run of 19 digits, or an exponent of three or more digits), and only then
+:func:`json_unportable` decodes the text to be sure. A false suspicion (a long
+digit run inside a string) costs one decode and passes. :func:`json_plain` answers
+in the same single pass whether the text is also one ASCII line, so the recording
+boundary scans each event once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import msgspec
 __all__ = [
     "INT_MAX",
     "INT_MIN",
+    "json_plain",
     "json_suspect",
     "json_unportable",
     "unportable",
@@ -36,16 +39,30 @@ INT_MIN = -(2**63)
 #: The largest integer MessagePack carries (uint64).
 INT_MAX = 2**64 - 1
 
-# Digits read as "0", and "e", "E" and "+" as "e", so two substring searches (memmem
-# in C) find every shape an unportable number can take: a run of 19 digits (an
-# integer beyond int64 has at least 19, one beyond uint64 at least 20; a float
-# literal that overflows without an exponent has over 300) or an exponent of
-# three digits or more, signed or not (a float that overflows with a shorter
-# exponent has a long digit run too). Negative exponents only underflow to 0.0,
-# which every reader carries.
-_FOLD = bytes(ord("0") if 48 <= c <= 57 else ord("e") if c in b"eE+" else c for c in range(256))
+# One translation (a C loop over the bytes) folds what matters into four bytes, and
+# substring searches (memchr and memmem in C) then find every shape an unportable
+# number can take. Digits and "+" read as "0", "e" and "E" as "e", line breaks and
+# non-ASCII bytes as "\n", everything else as " ".
+# - A run of 19 "0": an integer beyond int64 has at least 19 digits, one beyond
+#   uint64 at least 20; a float literal that overflows without an exponent has
+#   over 300 ("+" only lengthens runs: more suspicion, never less).
+# - "0e000": an exponent of three digits or more, signed or not ("e+400" folds to
+#   "e0000"). JSON's grammar puts a digit before every exponent, and msgspec holds
+#   every number to it even in a field it skips. A float that overflows with a
+#   shorter exponent has a long digit run too; negative exponents only underflow
+#   to 0.0, which every reader carries.
+_FOLD = bytes(
+    ord("0")
+    if 48 <= c <= 57 or c == 43
+    else ord("e")
+    if c in b"eE"
+    else 10
+    if c in b"\n\r" or c >= 128
+    else 32
+    for c in range(256)
+)
 _DIGIT_RUN = b"0" * 19
-_BIG_EXPONENT = b"e000"
+_BIG_EXPONENT = b"0e000"
 _DECODE = msgspec.json.Decoder().decode
 _ENCODE = msgspec.msgpack.Encoder().encode
 
@@ -61,6 +78,16 @@ def json_suspect(raw: bytes) -> bool:
     """
     folded = raw.translate(_FOLD)
     return _DIGIT_RUN in folded or _BIG_EXPONENT in folded
+
+
+def json_plain(raw: bytes) -> bool:
+    """Whether text is one line of ASCII that surely holds no unportable number.
+
+    The same as no line feed, no carriage return, ``raw.isascii()`` and ``not json_suspect(raw)``,
+    in one pass over the bytes.
+    """
+    folded = raw.translate(_FOLD)
+    return 10 not in folded and _DIGIT_RUN not in folded and _BIG_EXPONENT not in folded
 
 
 def json_unportable(raw: bytes) -> str | None:

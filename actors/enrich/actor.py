@@ -26,11 +26,11 @@ from .store import CachedSummary, CacheEntry, CacheStore, PruneResult, SaveResul
 
 __all__ = [
     "Begin",
+    "CallKey",
+    "CallOutcome",
     "Commit",
     "EnrichmentActor",
-    "Key",
     "Looked",
-    "Outcome",
     "Probe",
     "Prune",
     "Release",
@@ -39,10 +39,10 @@ __all__ = [
 log = logging.getLogger("actorbus.enrich")
 
 #: A call in flight is identified by the full cache key: (slot, adapter_version, fingerprint).
-Key = tuple[str, str, str]
+CallKey = tuple[str, str, str]
 
 
-class Outcome(msgspec.Struct, frozen=True):
+class CallOutcome(msgspec.Struct, frozen=True):
     """What a shared call produced for one item: a safe summary or an error."""
 
     summary: str | None = None
@@ -96,7 +96,7 @@ class Looked(msgspec.Struct):
     slots: list[str] = msgspec.field(default_factory=list)
     prior: dict[int, str] = msgspec.field(default_factory=dict)
     owned: list[Probe] = msgspec.field(default_factory=list)
-    attached: dict[int, asyncio.Future[Outcome]] = msgspec.field(default_factory=dict)
+    attached: dict[int, asyncio.Future[CallOutcome]] = msgspec.field(default_factory=dict)
     skipped: list[Probe] = msgspec.field(default_factory=list)
     unprovided: list[int] = msgspec.field(default_factory=list)
     reserved: int = 0
@@ -110,13 +110,13 @@ class Commit(msgspec.Struct, frozen=True):
 
     enrichment_type: str
     entries: dict[str, CacheEntry]
-    outcomes: list[tuple[Key, Outcome]]
+    outcomes: list[tuple[CallKey, CallOutcome]]
 
 
 class Release(msgspec.Struct, frozen=True):
     """Claims given up without an answer (the run was cancelled or failed)."""
 
-    keys: list[Key]
+    keys: list[CallKey]
 
 
 class Prune(msgspec.Struct, frozen=True):
@@ -127,8 +127,10 @@ class Prune(msgspec.Struct, frozen=True):
     keep: frozenset[str]
 
 
-_ABANDONED = Outcome(error=ItemError("ProviderError", "the shared provider call was abandoned"))
-_STOPPED = Outcome(error=ItemError("ShuttingDown", "enrichment stopped before the call finished"))
+_ABANDONED = CallOutcome(error=ItemError("ProviderError", "the shared provider call was abandoned"))
+_STOPPED = CallOutcome(
+    error=ItemError("ShuttingDown", "enrichment stopped before the call finished")
+)
 
 
 class EnrichmentActor(Actor):
@@ -147,7 +149,7 @@ class EnrichmentActor(Actor):
         # Calls in flight by full cache key. Added by ``Begin`` for each claimed miss,
         # removed (and resolved) by ``Commit``, ``Release`` or stop; a key in here
         # always has exactly one run that will answer it.
-        self._inflight: dict[Key, asyncio.Future[Outcome]] = {}
+        self._inflight: dict[CallKey, asyncio.Future[CallOutcome]] = {}
 
     async def receive(self, message: Any) -> Any:
         """Handle one of the messages of this module."""
@@ -172,7 +174,7 @@ class EnrichmentActor(Actor):
             except Exception as exc:
                 log.warning("closing an enrichment provider failed: %s", type(exc).__name__)
 
-    def _resolve(self, keys: list[Key], outcome: Outcome) -> None:
+    def _resolve(self, keys: list[CallKey], outcome: CallOutcome) -> None:
         for key in keys:
             fut = self._inflight.pop(key, None)
             if fut is not None and not fut.done():

@@ -30,7 +30,7 @@ from contracts import (
     ProviderError,
 )
 
-from .actor import Commit, Key, Looked, Outcome, Probe
+from .actor import CallKey, CallOutcome, Commit, Looked, Probe
 from .providers import Provider, ProviderAnswer, ProviderItem, answers_from
 from .safety import bounded, is_safe, safe_summary
 from .spend import Budget, SourceTally, spend_report
@@ -60,7 +60,7 @@ class RunState:
         }
         self.budget = Budget(request.budget_usd)
         # Keys this run claimed and has not yet committed; released if the run ends early.
-        self.pending: set[Key] = set()
+        self.pending: set[CallKey] = set()
         self.prior: dict[int, str] = {}
         self.skipped: list[Probe] = []
         self.fatal: ActorbusError | None = None
@@ -123,7 +123,7 @@ class RunState:
                 out.append((sid, batch, cost * len(batch) if capped else 0))
         return out
 
-    def apply(self, index: int, outcome: Outcome) -> None:
+    def apply(self, index: int, outcome: CallOutcome) -> None:
         """Record how a call answered one item."""
         if outcome.error is None:
             self.states[index] = "enriched"
@@ -136,7 +136,7 @@ class RunState:
         self.errors[index] = error
         self.summaries[index] = self.prior.get(index)
 
-    async def await_shared(self, attached: dict[int, asyncio.Future[Outcome]]) -> None:
+    async def await_shared(self, attached: dict[int, asyncio.Future[CallOutcome]]) -> None:
         """Wait for calls other runs (or this one) own; shielded so sharers are unharmed."""
         for index, fut in attached.items():
             self.apply(index, await asyncio.shield(fut))
@@ -243,12 +243,12 @@ async def call_batch(
         )
     written_at = clock()
     entries: dict[str, CacheEntry] = {}
-    outcomes: list[tuple[Key, Outcome]] = []
+    outcomes: list[tuple[CallKey, CallOutcome]] = []
     charged = 0
     for probe, answer in zip(batch, answers or repeat(None), strict=False):
         key = (probe.slot, version, probe.fingerprint)
         if answer is None:
-            outcome = Outcome(error=failure)
+            outcome = CallOutcome(error=failure)
         else:
             summary = (
                 None
@@ -257,20 +257,20 @@ async def call_batch(
             )
             charged += tally.charge(answer.usd, failed=summary is None)
             if summary is not None:
-                outcome = Outcome(summary=summary)
+                outcome = CallOutcome(summary=summary)
                 entries[probe.slot] = CacheEntry(
                     probe.source_id, probe.item_id, version, probe.fingerprint, summary, written_at
                 )
             elif answer.error is not None:
                 said = answer.error if is_safe(answer.error, private) else "no detail"
-                outcome = Outcome(
+                outcome = CallOutcome(
                     error=ItemError(
                         "ProviderError",
                         bounded(f"provider for {source_id!r} failed this item: {said}", 512),
                     )
                 )
             else:
-                outcome = Outcome(
+                outcome = CallOutcome(
                     error=ItemError(
                         "ProviderError", f"provider for {source_id!r} answered an unusable summary"
                     )

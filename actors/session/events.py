@@ -21,7 +21,7 @@ import msgspec
 
 from contracts import ActorbusError, EventHead, EventTooLarge, InvalidEvent
 
-from .._shared.numbers import json_suspect, json_unportable, unportable
+from .._shared.numbers import INT_MIN, json_plain, json_suspect, json_unportable, unportable
 
 __all__ = [
     "ENVELOPE_OVERHEAD",
@@ -40,11 +40,21 @@ _USER_ID_OF = operator.attrgetter("user_id")
 _SESSION_ID_OF = operator.attrgetter("session_id")
 _SOURCE_OF = operator.attrgetter("source")
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+# A number a session's whole-event decoder takes: an int64 or a finite double. msgspec
+# checks both in C ("Number out of range" for a float literal that overflows). It is
+# stricter than what every reader carries (uint64 above int64 is portable too): such
+# an event only goes the long way, which decides it.
+_Number = Annotated[int, msgspec.Meta(ge=INT_MIN, le=2**63 - 1)] | float
+_SCALAR_SHAPES: dict[type, Any] = {str: str, bool: bool, int: _Number, float: _Number}
+# The most fields (at every depth) and the deepest nesting a whole-event decoder has.
+_SHAPE_FIELDS_MAX = 64
+_SHAPE_DEPTH_MAX = 8
 # A batch this small is validated event by event (a session decoder gains nothing).
 _SESSION_BATCH_MIN = 4
 _SESSION_DECODERS_MAX = 64
 _SCAN_SLICE = 128
 _ENCODER = msgspec.json.Encoder()
+_DECODE_ANY = msgspec.json.Decoder().decode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: ``{"recorded_at":"<24 characters>","event":`` before the event and ``}\n`` after it:
@@ -217,8 +227,9 @@ class EventCheck:
     def __init__(self, max_event_bytes: int) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_raw_bytes = max_event_bytes - ENVELOPE_OVERHEAD
-        # Per-session batch decoders (see plain_batch); bounded, cleared when full.
-        self._session_decoders: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        # Per-session batch decoders, each with whether it takes whole events (see
+        # plain_batch); bounded, cleared when full.
+        self._session_decoders: dict[tuple[str, str], tuple[Callable[[Any], Any], bool]] = {}
         self._sessions_seen: set[tuple[str, str]] = set()
 
     def check(self, event: bytes | Mapping[str, Any]) -> tuple[bytes, EventHead]:
@@ -238,14 +249,7 @@ class EventCheck:
                 empty or not a string, or an unsafe ``user_id``/``session_id``.
             EventTooLarge: The line would exceed ``max_event_bytes``.
         """
-        if (
-            type(event) is bytes
-            and len(event) <= self.max_raw_bytes
-            and 10 not in event
-            and 13 not in event
-            and event.isascii()
-            and not json_suspect(event)
-        ):
+        if type(event) is bytes and len(event) <= self.max_raw_bytes and json_plain(event):
             # The common event: one line, ASCII, under the bound. Decoded once; any
             # doubt (an error, an empty field, an id not yet known safe) goes the
             # long way below, which gives the precise error.
@@ -383,55 +387,103 @@ class EventCheck:
             plain (or an event is not a JSON object): :meth:`check_batch` then
             checks each event from scratch.
 
-        A session's events are decoded by a decoder made for that session, whose
-        type takes only that ``user_id`` and ``session_id`` and non-empty
-        ``record_id`` and ``source``, so the decoder itself checks every event in
-        C. A session gets its decoder the second time it sends such a batch
-        (making one costs about as much as decoding a few hundred events); until
-        then the events are decoded generically and the same checks run as C-level
-        passes over the heads. Nothing is scanned or decoded twice, except a batch
-        a session decoder rejects, which is decoded again generically.
+        A session's events are decoded by a decoder made for that session the
+        second time it sends such a batch (making one costs about as much as
+        decoding a few hundred events); until then the events are decoded
+        generically and the same checks run as C-level passes over the heads.
+
+        The session's decoder takes only that ``user_id`` and ``session_id`` and
+        non-empty ``record_id`` and ``source``. Where it can, it also takes every
+        other field, typed by the shape of the event it was made from (strings,
+        booleans, numbers, nulls, objects, lists of strings or of numbers): msgspec
+        then checks each number in C as it decodes it, and the batch needs no scan
+        for unportable numbers (``actors/_shared/numbers.py``). A batch such a
+        decoder rejects (another shape, another session, an empty field, a number
+        it cannot take) is decided the long way, and the session keeps only the
+        head decoder from then on. Nothing else is scanned or decoded twice.
         """
-        if not self._plain(events):
+        if not events or set(map(type, events)) != {bytes}:
             return None, None
         plain: Sequence[bytes] = events  # type: ignore[assignment]
         generic: Callable[[Any], Any] = _HEAD.decode
-        heads: list[Any] | None = None
-        try:
-            if len(plain) >= _SESSION_BATCH_MIN:
+        key: tuple[str, str] | None = None
+        decode: Callable[[Any], Any] | None = None
+        if len(plain) >= _SESSION_BATCH_MIN:
+            try:
                 first, last = generic(plain[0]), generic(plain[-1])
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                return None, None
+            if (
+                first.user_id == last.user_id
+                and first.session_id == last.session_id
+                and first.user_id in _KNOWN_SAFE
+                and first.session_id in _KNOWN_SAFE
+            ):
                 key = (first.user_id, first.session_id)
-                if (
-                    key == (last.user_id, last.session_id)
-                    and first.user_id in _KNOWN_SAFE
-                    and first.session_id in _KNOWN_SAFE
-                ):
-                    decode = self._session_decoders.get(key) or self._session_decoder(key)
-                    if decode is None:
-                        heads = list(map(generic, plain))
-                        if _all_of(heads, key):
-                            return (key, list(map(_RECORD_ID_OF, heads))), None
-                    else:
+                entry = self._session_decoders.get(key) or self._session_decoder(key, plain[0])
+                if entry is not None:
+                    decode, whole = entry
+                    if whole and self._plain(plain, numbers=False):
                         try:
                             own = list(map(decode, plain))
-                        except msgspec.ValidationError:
-                            pass  # another session's event, or an empty field
+                        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                            # Decided the long way below; this session keeps its head decoder.
+                            decode = self._head_decoder(key)
+                            self._session_decoders[key] = (decode, False)
                         else:
                             return (key, list(map(_RECORD_ID_OF, own))), None
+        if not self._plain(plain):
+            return None, None
+        heads: list[Any] | None = None
+        try:
+            if key is not None:
+                if decode is None:
+                    heads = list(map(generic, plain))
+                    if _all_of(heads, key):
+                        return (key, list(map(_RECORD_ID_OF, heads))), None
+                else:
+                    try:
+                        own = list(map(decode, plain))
+                    except msgspec.ValidationError:
+                        pass  # another session's event, or an empty field
+                    else:
+                        return (key, list(map(_RECORD_ID_OF, own))), None
             if heads is None:
                 heads = list(map(generic, plain))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None, None
         return None, heads
 
-    def _session_decoder(self, key: tuple[str, str]) -> Callable[[Any], Any] | None:
-        """Make ``key``'s decoder if the session was seen before; else remember it."""
+    def _session_decoder(
+        self, key: tuple[str, str], sample: bytes
+    ) -> tuple[Callable[[Any], Any], bool] | None:
+        """Make ``key``'s decoder if the session was seen before; else remember it.
+
+        Returns:
+            The decoder and whether it takes whole events (shaped as ``sample``),
+            or ``None`` the first time the session is seen.
+        """
         seen = self._sessions_seen
         if key not in seen:
             if len(seen) >= _SESSION_DECODERS_MAX:
                 seen.clear()
             seen.add(key)
             return None
+        decoders = self._session_decoders
+        if len(decoders) >= _SESSION_DECODERS_MAX:
+            decoders.clear()
+        whole = _whole_event_type(key, sample)
+        entry: tuple[Callable[[Any], Any], bool] = (
+            (self._head_decoder(key), False)
+            if whole is None
+            else (msgspec.json.Decoder(whole).decode, True)
+        )
+        decoders[key] = entry
+        return entry
+
+    @staticmethod
+    def _head_decoder(key: tuple[str, str]) -> Callable[[Any], Any]:
+        """A decoder of ``key``'s heads: its ids, and non-empty record_id and source."""
         user_id, session_id = key
         head = msgspec.defstruct(
             "SessionHead",
@@ -444,18 +496,14 @@ class EventCheck:
             frozen=True,
             gc=False,
         )
-        decoders = self._session_decoders
-        if len(decoders) >= _SESSION_DECODERS_MAX:
-            decoders.clear()
-        decode: Callable[[Any], Any] = msgspec.json.Decoder(head).decode
-        decoders[key] = decode
-        return decode
+        return msgspec.json.Decoder(head).decode
 
-    def _plain(self, events: Sequence[bytes | Mapping[str, Any]]) -> bool:
+    def _plain(self, events: Sequence[bytes | Mapping[str, Any]], *, numbers: bool = True) -> bool:
         """Whether every event is bytes, under the bound, one line, ASCII, no suspect number.
 
         A suspect number (see ``actors/_shared/numbers.py``) sends the batch event by
-        event through :meth:`check`, which decides it.
+        event through :meth:`check`, which decides it. ``numbers=False`` leaves the
+        numbers to the caller (a whole-event decoder checks each one).
 
         The scans run over slices joined a few at a time: one allocation of the
         whole batch would be large enough for the allocator to map and unmap it
@@ -468,7 +516,10 @@ class EventCheck:
         for at in range(0, len(plain), _SCAN_SLICE):
             part = plain[at : at + _SCAN_SLICE]
             joined = b"".join(part)
-            if 10 in joined or 13 in joined or not joined.isascii() or json_suspect(joined):
+            if numbers:
+                if not json_plain(joined):
+                    return False
+            elif 10 in joined or 13 in joined or not joined.isascii():
                 return False
             # A slice whose events together fit the bound needs no look at each size.
             if len(joined) > bound and max(map(len, part)) > bound:
@@ -493,3 +544,72 @@ class EventCheck:
             f"event line of {size + ENVELOPE_OVERHEAD} bytes exceeds max_event_bytes "
             f"({self.max_event_bytes})"
         )
+
+
+def _whole_event_type(key: tuple[str, str], sample: bytes) -> Any | None:
+    """A type that takes whole events of session ``key`` shaped as ``sample``.
+
+    Every field of ``sample`` is required and typed by its value, and no other
+    field is taken, so decoding an event into it checks every number the event
+    holds. ``None`` when ``sample`` holds a shape this does not type (an empty
+    list, a list of objects or of mixed kinds), or is too large or too deep.
+    """
+    try:
+        value = _DECODE_ANY(sample)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    if type(value) is not dict:
+        return None
+    user_id, session_id = key
+    head: dict[str, Any] = {
+        "record_id": _NonEmpty,
+        "user_id": Literal[user_id],
+        "session_id": Literal[session_id],
+        "source": _NonEmpty,
+    }
+    budget = [_SHAPE_FIELDS_MAX]
+    return _object_type(value, head, budget, 0)
+
+
+def _object_type(
+    value: dict[str, Any], fixed: dict[str, Any], budget: list[int], depth: int
+) -> Any:
+    """The Struct type of a JSON object shaped as ``value`` (``None`` if untyped)."""
+    if depth > _SHAPE_DEPTH_MAX or len(value) > budget[0]:
+        return None
+    budget[0] -= len(value)
+    fields: list[tuple[str, Any]] = []
+    rename: dict[str, str] = {}
+    for index, (name, item) in enumerate(value.items()):
+        shape = fixed.get(name)
+        if shape is None:
+            shape = _value_type(item, budget, depth)
+            if shape is None:
+                return None
+        # The head keeps its names (the caller reads record_id); any other field
+        # gets one that cannot clash, whatever its key.
+        attribute = name if name in fixed else f"f{index}"
+        fields.append((attribute, shape))
+        rename[attribute] = name
+    try:
+        return msgspec.defstruct(
+            "EventShape", fields, rename=rename, forbid_unknown_fields=True, gc=False
+        )
+    except (TypeError, ValueError):  # a key msgspec cannot name a field by
+        return None
+
+
+def _value_type(item: Any, budget: list[int], depth: int) -> Any:
+    """The type of one JSON value shaped as ``item`` (``None`` if untyped)."""
+    kind = type(item)
+    if item is None:
+        return type(None)
+    if kind in _SCALAR_SHAPES:
+        return _SCALAR_SHAPES[kind]
+    if kind is dict:
+        return _object_type(item, {}, budget, depth + 1)
+    if kind is list and item:
+        kinds = {_SCALAR_SHAPES.get(type(element)) for element in item}
+        if len(kinds) == 1 and (shape := kinds.pop()) in (str, _Number):
+            return list[shape]  # type: ignore[valid-type]
+    return None

@@ -3,10 +3,11 @@
 It never imports the socket transport (``bus._socket``); see ``docs/architecture.md``.
 """
 
-from .actor import Actor, ActorRef
+from .actor import Actor
 from .cell import RestartPolicy
 from .later import Later
 from .loop import run, uvloop_available
+from .ref import ActorRef
 from .stats import ActorStatistics, DeadLetterStatistics
 from .system import Bus, BusStatistics, open_bus
 from .topic import Overflow, Subscription, Topic

@@ -2,33 +2,40 @@
 
 A cell is what an :class:`~bus.ActorRef` points at: the mailbox, the actor instance
 (made by the factory, remade on a restart), where the cell is in its life
-(:class:`State`) and the activation draining it, if any. How an activation handles
-the mail is the cell's :class:`~bus._runtime.dispatch.Dispatch`, chosen once per
-actor instance; the drain loops are in ``dispatch.py``. What the cell shares with
-its bus (the loop, the activation count, dead letters) is one record it is handed,
-:class:`~bus._runtime.system.BusState`; a keyed instance also knows its
-:class:`~bus._runtime.keyed.KeyedGroup`.
+(:class:`~bus._runtime.ports.State`) and the activation draining it, if any. How an
+activation handles the mail is the cell's :class:`~bus._runtime.ports.Dispatch`,
+chosen once per actor instance; the strategies are in ``dispatch.py``, the drain
+loops in ``drain.py``. What the cell shares with its bus (the loop, the activation
+count, dead letters) is one record it is handed, :class:`~bus._runtime.ports.BusState`;
+a keyed instance also knows its group, as a :class:`~bus._runtime.ports.GroupPort`.
+Those shapes live in ``ports.py``, below every module that uses them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ShuttingDown
 
 from .._errors import ActorStopped
 from .actor import Actor
-from .dispatch import UNSTARTED, Activation, Dispatch, dispatch_for
+from .dispatch import UNSTARTED, dispatch_for
 from .mailbox import Ask, Mailbox, expire, fail, unpack
-from .stats import Counters
-
-if TYPE_CHECKING:
-    from .keyed import KeyedGroup
-    from .system import BusState
+from .ports import (
+    CLOSED,
+    OPEN,
+    PASSIVATED,
+    STOPPED,
+    Activation,
+    BusState,
+    Dispatch,
+    GroupPort,
+    State,
+)
+from .stats import ActorCounters
 
 __all__ = [
     "CLOSED",
@@ -41,39 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("actorbus.bus")
-
-
-class State(enum.IntEnum):
-    """Where a cell is in its life. It only moves down the list, never back up.
-
-    ``OPEN`` is 0 so that the producers' fast path tests ``not cell.state``.
-    """
-
-    #: Takes mail. The only state with an activation started or a mailbox filled;
-    #: the state a cell is made in.
-    OPEN = 0
-    #: A keyed instance retired while idle (no activation, empty mailbox) by its
-    #: group; its actor was stopped and the group forgot it. Mail sent to it goes to
-    #: the key's current instance (:meth:`Cell.resolve`). Left only for ``CLOSED``
-    #: never: a passivated cell is not the bus's any more.
-    PASSIVATED = 1
-    #: The restart budget is spent: the mailbox was emptied into dead letters, the
-    #: producers waiting for room released, the actor stopped; a keyed one was
-    #: forgotten by its group. Later mail goes to dead letters, asks fail with
-    #: ``ActorStopped``. A named actor's cell still becomes ``CLOSED`` at the end.
-    STOPPED = 2
-    #: The bus has closed: the activation was cancelled, the mailbox emptied (asks
-    #: answered ``ShuttingDown``, tells counted as dead letters); mail raises
-    #: ``ShuttingDown``. Final.
-    CLOSED = 3
-
-
-# The members as module globals: code run per message compares with these, as a
-# global is a dict hit where ``State.OPEN`` is a lookup on the enum's metaclass.
-OPEN = State.OPEN
-PASSIVATED = State.PASSIVATED
-STOPPED = State.STOPPED
-CLOSED = State.CLOSED
 
 
 class RestartPolicy:
@@ -106,7 +80,7 @@ class Cell:
     - ``state`` (:class:`State`): changed only by the cell's own transitions,
       :meth:`stop`, :meth:`passivate` and :meth:`close`; read by producers.
     - ``activation``: the running activation, one of the kinds of
-      :data:`~bus._runtime.dispatch.Activation`, or ``None`` when idle. At most
+      :data:`~bus._runtime.ports.Activation`, or ``None`` when idle. At most
       one, which is what makes handling one-at-a-time (batch by batch). Set from
       ``None`` only by :meth:`activate`, when mail reaches an idle open cell;
       replaced only by the running activation itself (a task handing over to a
@@ -145,9 +119,9 @@ class Cell:
         factory: Callable[[], Actor],
         name: str,
         capacity: int,
-        counters: Counters,
+        counters: ActorCounters,
         policy: RestartPolicy,
-        group: KeyedGroup | None = None,
+        group: GroupPort[Cell] | None = None,
         key: Any = None,
     ) -> None:
         self.shared = shared

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ShuttingDown
 
@@ -38,15 +38,15 @@ from .drain import (
     drain_awaited,
     drain_batches,
     drain_direct,
+    fail_batch,
+    miscounted,
     reply,
     yield_to_loop,
 )
 from .later import Later
-from .mailbox import Ask, fail
+from .mailbox import Ask
+from .ports import Activation, CellPort, Dispatch
 from .stats import LATENCY_SAMPLE_EVERY
-
-if TYPE_CHECKING:
-    from .cell import Cell
 
 __all__ = [
     "AWAITED",
@@ -65,50 +65,6 @@ __all__ = [
 
 _SAMPLE_MASK = LATENCY_SAMPLE_EVERY - 1
 
-#: What ``Cell.activation`` holds while the cell is active (``None`` when idle):
-#:
-#: - ``asyncio.Task``: an activation task. It runs :func:`run` (any actor not
-#:   started yet, and a started actor drained in a task) or :func:`recover`
-#:   (a direct batch actor restarting after a crash).
-#: - ``asyncio.Handle``: a scheduled :func:`run_now`, the loop callback that
-#:   drains a started direct batch actor.
-#: - ``asyncio.Future`` or :class:`~bus.Later`: a direct batch actor's batch
-#:   answered later and still in flight. It holds the actor: mail queues up and
-#:   becomes the next batch when it completes.
-#:
-#: Each kind can be cancelled, which is what the bus does to it at its shutdown
-#: deadline; the futures among them (task, batch future) can also be awaited.
-Activation = asyncio.Task[None] | asyncio.Handle | asyncio.Future[Any] | Later
-
-
-class Dispatch:
-    """A drain strategy: how an activation starts, and the loop a task drains with.
-
-    The five are the module's constants, shared by every cell; a cell holds one.
-
-    Attributes:
-        name: What the strategy is called, for ``repr``.
-        launch: Starts an activation of a cell, returning what it is (a task or a
-            scheduled callback).
-        drain: The loop an activation task runs while there is mail (``None``:
-            this strategy does not drain in a task).
-    """
-
-    __slots__ = ("drain", "launch", "name")
-
-    def __init__(
-        self,
-        name: str,
-        launch: Callable[[Cell], Activation],
-        drain: Callable[[Cell], Coroutine[Any, Any, None]] | None,
-    ) -> None:
-        self.name = name
-        self.launch = launch
-        self.drain = drain
-
-    def __repr__(self) -> str:
-        return f"<Dispatch {self.name}>"
-
 
 def dispatch_for(actor: Actor) -> Dispatch:
     """The strategy for a started actor instance, from what its class defines."""
@@ -124,11 +80,11 @@ def dispatch_for(actor: Actor) -> Dispatch:
 # ---- in a task -------------------------------------------------------------
 
 
-def _in_task(cell: Cell) -> asyncio.Task[None]:
+def _in_task(cell: CellPort) -> asyncio.Task[None]:
     return cell.loop.create_task(run(cell))
 
 
-async def run(cell: Cell) -> None:
+async def run(cell: CellPort) -> None:
     """The body of an activation task: start if needed, drain, linger, end."""
     handed_over = False
     try:
@@ -164,11 +120,11 @@ async def run(cell: Cell) -> None:
             cell.end_activation()
 
 
-def _in_callback(cell: Cell) -> asyncio.Handle:
+def _in_callback(cell: CellPort) -> asyncio.Handle:
     return cell.loop.call_soon(run_now, cell)
 
 
-def run_now(cell: Cell) -> None:
+def run_now(cell: CellPort) -> None:
     """One activation of a started direct batch actor, run as a loop callback.
 
     A batch answered with a future or a :class:`Later` holds the actor until it
@@ -193,19 +149,9 @@ def run_now(cell: Cell) -> None:
                 and not isinstance(results, asyncio.Future)
                 and len(results) != len(items)
             ):
-                raise RuntimeError(
-                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
-                )
+                raise miscounted(cell.label(), results, items)
         except Exception as exc:
-            counters.failures += 1
-            counters.messages_out += len(items)
-            crashed = False
-            for item in items:
-                if type(item) is Ask:
-                    fail(item.fut, exc)
-                else:
-                    crashed = True
-            if crashed:
+            if fail_batch(counters, items, exc):
                 # Restarting waits out a backoff: that takes a task.
                 cell.activation = cell.loop.create_task(recover(cell, exc))
                 return
@@ -232,7 +178,7 @@ def run_now(cell: Cell) -> None:
     cell.end_activation()
 
 
-def _answer_later(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+def _answer_later(cell: CellPort, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
     """A batch answered with a future or a Later completed: answer its askers, go on."""
     _settle(cell, items, fut)
     if cell.mailbox.queue and not cell.state:  # OPEN
@@ -241,7 +187,7 @@ def _answer_later(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later
     cell.end_activation()
 
 
-def _settle(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
+def _settle(cell: CellPort, items: list[Any], fut: asyncio.Future[Any] | Later) -> None:
     """Answer a batch's askers from its completed future or Later."""
     counters = cell.counters
     if type(fut) is Later:
@@ -262,18 +208,12 @@ def _settle(cell: Cell, items: list[Any], fut: asyncio.Future[Any] | Later) -> N
             elif len(results) == len(items):
                 reply(counters, items, results)
             else:
-                error = RuntimeError(
-                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
-                )
+                error = miscounted(cell.label(), results, items)
     if error is not None:
-        counters.failures += 1
-        counters.messages_out += len(items)
-        for item in items:
-            if type(item) is Ask:
-                fail(item.fut, error)
+        fail_batch(counters, items, error)
 
 
-async def recover(cell: Cell, exc: Exception) -> None:
+async def recover(cell: CellPort, exc: Exception) -> None:
     """Restart a direct batch actor that crashed in a callback, then drain on."""
     try:
         if not await cell.crashed(exc):

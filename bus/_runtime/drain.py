@@ -10,17 +10,15 @@ message; everything a loop needs per message is bound to a local before it start
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ShuttingDown
 
 from .mailbox import Ask, fail
-from .stats import LATENCY_SAMPLE_EVERY, Counters
-
-if TYPE_CHECKING:
-    from .cell import Cell
+from .ports import CellPort
+from .stats import LATENCY_SAMPLE_EVERY, ActorCounters
 
 __all__ = [
     "THROUGHPUT",
@@ -43,12 +41,24 @@ async def yield_to_loop() -> None:
     await asyncio.sleep(0)
 
 
-async def drain_awaited(cell: Cell) -> None:
-    """Handle queued messages one at a time with a coroutine ``receive``.
+def drain_awaited(cell: CellPort) -> Coroutine[Any, Any, None]:
+    """Handle queued messages one at a time with a coroutine ``receive``."""
+    return drain_singly(cell, awaited=True)
 
-    :func:`drain_direct` is this loop for a plain-method ``receive``: the two
-    differ only in the ``await``, and in cancellation (only an awaited handler can
-    be cancelled).
+
+def drain_direct(cell: CellPort) -> Coroutine[Any, Any, None]:
+    """Handle queued messages one at a time with a plain-method ``receive``.
+
+    No coroutine is made per message: the handler is called, not awaited.
+    """
+    return drain_singly(cell, awaited=False)
+
+
+async def drain_singly(cell: CellPort, *, awaited: bool) -> None:
+    """The loop of :func:`drain_awaited` and :func:`drain_direct`: one message at a time.
+
+    The two differ only in whether the handler's result is awaited, and so in
+    cancellation: only an awaited handler can be cancelled.
     """
     mailbox = cell.mailbox
     queue = mailbox.queue
@@ -72,62 +82,18 @@ async def drain_awaited(cell: Cell) -> None:
             if sampled:
                 t0 = perf_counter()
             try:
-                result = await receive(message)
-            except Exception as exc:
-                if not await cell.failed(exc, fut):
-                    return
-                receive = _receive(cell)
-                continue
-            except BaseException as exc:
-                if fut is not None and not fut.done():
-                    fut.set_exception(_interruption(cell.label(), exc))
-                raise
-            if fut is not None and not fut.done():
-                fut.set_result(result)
-            if sampled:
-                counters.sample(perf_counter() - t0)
-                if handled >= THROUGHPUT:
-                    counters.messages_out += handled
-                    handled = 0
-                    await yield_to_loop()
-    finally:
-        counters.messages_out += handled
-
-
-async def drain_direct(cell: Cell) -> None:
-    """:func:`drain_awaited` for an actor whose ``receive`` is a plain method."""
-    mailbox = cell.mailbox
-    queue = mailbox.queue
-    popleft = queue.popleft
-    waiters = mailbox.waiters
-    counters = cell.counters
-    receive = _receive(cell)
-    handled = 0
-    try:
-        while queue:
-            message = popleft()
-            if type(message) is Ask:
-                fut = message.fut
-                message = message.message
-            else:
-                fut = None
-            if waiters:
-                mailbox.wake_one()
-            handled += 1
-            sampled = not handled & _SAMPLE_MASK
-            if sampled:
-                t0 = perf_counter()
-            try:
                 result = receive(message)
+                if awaited:
+                    result = await result
             except Exception as exc:
                 if not await cell.failed(exc, fut):
                     return
                 receive = _receive(cell)
                 continue
             except BaseException as exc:
-                # Nothing here awaits, so this is no cancellation of the actor
-                # (a CancelledError the handler passed on, an interrupt), but it
-                # leaves this loop all the same: the asker must get an answer.
+                # A cancellation of an awaited handler, or (awaited or not) a
+                # CancelledError the handler passed on or an interrupt: either
+                # leaves this loop, and the asker must get an answer.
                 if fut is not None and not fut.done():
                     fut.set_exception(_interruption(cell.label(), exc))
                 raise
@@ -143,13 +109,13 @@ async def drain_direct(cell: Cell) -> None:
         counters.messages_out += handled
 
 
-def _receive(cell: Cell) -> Callable[[Any], Any]:
+def _receive(cell: CellPort) -> Callable[[Any], Any]:
     actor = cell.actor
     assert actor is not None
     return actor.receive
 
 
-async def drain_batches(cell: Cell) -> None:
+async def drain_batches(cell: CellPort) -> None:
     """Hand a batch actor (coroutine ``receive_batch``) what is queued, batch by batch."""
     mailbox = cell.mailbox
     queue = mailbox.queue
@@ -162,19 +128,9 @@ async def drain_batches(cell: Cell) -> None:
         try:
             results = await actor.receive_batch([i.message if type(i) is Ask else i for i in items])
             if len(results) != len(items):
-                raise RuntimeError(
-                    f"{cell.label()} answered {len(results)} of {len(items)} messages"
-                )
+                raise miscounted(cell.label(), results, items)
         except Exception as exc:
-            counters.failures += 1
-            counters.messages_out += len(items)
-            crashed = False
-            for item in items:
-                if type(item) is Ask:
-                    fail(item.fut, exc)
-                else:
-                    crashed = True
-            if crashed and not await cell.crashed(exc):
+            if fail_batch(counters, items, exc) and not await cell.crashed(exc):
                 return
             continue
         except BaseException as exc:
@@ -190,7 +146,7 @@ async def drain_batches(cell: Cell) -> None:
             await yield_to_loop()
 
 
-def reply(counters: Counters, items: list[Any], results: Sequence[Any]) -> None:
+def reply(counters: ActorCounters, items: list[Any], results: Sequence[Any]) -> None:
     """Answer each ask of a handled batch with its entry of ``results``."""
     counters.messages_out += len(items)
     for item, result in zip(items, results, strict=True):
@@ -202,6 +158,28 @@ def reply(counters: Counters, items: list[Any], results: Sequence[Any]) -> None:
             fut = item.fut
             if not fut.done():
                 fut.set_result(result)
+
+
+def fail_batch(counters: ActorCounters, items: list[Any], exc: BaseException) -> bool:
+    """A whole batch failed with ``exc``: count it and fail each of its asks.
+
+    Returns:
+        Whether a tell was in the batch: a crash, which the caller restarts.
+    """
+    counters.failures += 1
+    counters.messages_out += len(items)
+    told = False
+    for item in items:
+        if type(item) is Ask:
+            fail(item.fut, exc)
+        else:
+            told = True
+    return told
+
+
+def miscounted(label: str, results: Sequence[Any], items: list[Any]) -> RuntimeError:
+    """The error of a batch answered with a number of replies other than its size."""
+    return RuntimeError(f"{label} answered {len(results)} of {len(items)} messages")
 
 
 def being_cancelled() -> bool:

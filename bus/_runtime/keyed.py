@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -22,10 +22,8 @@ from contracts import ShuttingDown
 
 from .actor import Actor
 from .cell import Cell, RestartPolicy
-from .stats import Counters
-
-if TYPE_CHECKING:
-    from .system import BusState
+from .ports import BusState
+from .stats import ActorCounters
 
 __all__ = ["KeyedGroup", "sweep"]
 
@@ -60,7 +58,7 @@ class KeyedGroup:
         shared: BusState,
         kind: Hashable,
         factory: Callable[[Any], Actor],
-        counters: Counters,
+        counters: ActorCounters,
         idle_s: float,
         max_live: int,
         capacity: int,

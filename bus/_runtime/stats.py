@@ -9,8 +9,8 @@ import msgspec
 
 __all__ = [
     "LATENCY_SAMPLE_EVERY",
+    "ActorCounters",
     "ActorStatistics",
-    "Counters",
     "DeadLetterStatistics",
     "DeadLetters",
 ]
@@ -91,7 +91,7 @@ class DeadLetters:
         return DeadLetterStatistics(self.count, list(self.recent))
 
 
-class Counters:
+class ActorCounters:
     """Mutable counters shared by every instance of one actor (or keyed actor class).
 
     Only the event loop thread touches them; each field only grows, except the

@@ -2,14 +2,14 @@
 
 :class:`Bus` owns the named actors, the keyed groups (``keyed.py``) and the topics;
 :func:`open_bus` runs one for an ``async with`` block and drains it on exit. What
-every cell needs of its bus is not the bus but :class:`BusState`, the one record
-both sides touch.
+every cell needs of its bus is not the bus but
+:class:`~bus._runtime.ports.BusState`, the one record both sides touch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,10 +18,12 @@ import msgspec
 
 from contracts import BusConfig, ShuttingDown
 
-from .actor import Actor, ActorRef
+from .actor import Actor
 from .cell import Cell, RestartPolicy
 from .keyed import KeyedGroup, sweep
-from .stats import ActorStatistics, Counters, DeadLetters, DeadLetterStatistics
+from .ports import BusState
+from .ref import ActorRef
+from .stats import ActorCounters, ActorStatistics, DeadLetterStatistics
 from .topic import Topic
 
 __all__ = ["Bus", "BusState", "BusStatistics", "open_bus"]
@@ -34,44 +36,6 @@ class BusStatistics(msgspec.Struct, frozen=True):
     dead_letters: DeadLetterStatistics
     topics: dict[str, int]
     draining: bool
-
-
-class BusState:
-    """What the cells of one bus share with it: the one record both sides touch.
-
-    Loop thread only. Fields, with who changes them:
-
-    - ``loop``, ``done``: the bus's event loop, and a completed future (what a tell
-      that did not wait returns). Set once.
-    - ``active``: how many cells have an activation now. Only ``Cell.activate``
-      (+1) and ``Cell.end_activation`` (-1) change it; the bus reads it.
-    - ``quiet``: while the bus waits for ``active`` to reach 0 at shutdown, the
-      future it waits on (else ``None``); set by the bus, completed by the
-      activation that brings ``active`` to 0.
-    - ``closed``: set once by the bus when it closes; no cell is made after.
-    - ``dead_letters``: cells add, the bus reports.
-    - ``tasks``: the ``on_stop`` tasks of retired instances (:meth:`keep`); the
-      bus waits for them when it closes.
-    """
-
-    __slots__ = ("active", "closed", "dead_letters", "done", "loop", "quiet", "tasks")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.done.set_result(None)
-        self.active = 0
-        self.quiet: asyncio.Future[None] | None = None
-        self.closed = False
-        self.dead_letters = DeadLetters()
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    def keep(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` as a task the bus waits for before it finishes closing."""
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
 
 class Bus:
@@ -136,7 +100,7 @@ class Bus:
             factory,
             name,
             mailbox_size or self.config.mailbox_size,
-            Counters(name),
+            ActorCounters(name),
             restart or RestartPolicy(),
         )
         self._actors[name] = cell
@@ -175,7 +139,7 @@ class Bus:
             self._shared,
             kind,
             factory,
-            Counters(name),
+            ActorCounters(name),
             idle_s if idle_s is not None else self.config.keyed_idle_s,
             max_live or self.config.max_live_keyed,
             mailbox_size or self.config.mailbox_size,

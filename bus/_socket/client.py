@@ -27,7 +27,7 @@ from contracts import OP_EVENT, ActorbusError, Framing, InvalidRequest, error_fr
 from .._errors import ConnectionBroken, ConnectionClosed
 from .wire import FrameReader, FrameWriter
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "Client", "ClientCodec"]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "Client", "ClientCodec", "PipelinePlan"]
 
 #: The largest answer a client accepts by default (a ``stats`` or ``live.read`` can be big).
 DEFAULT_MAX_FRAME_BYTES: Final = 64 << 20
@@ -132,6 +132,85 @@ class ClientCodec:
         error = message.error or _Error()
         return error_from_wire(error.code, error.message)
 
+    def stream_message(self, message: _Incoming, rid: int) -> tuple[bool, Any] | None:
+        """What ``message`` means to the stream opened by request ``rid``.
+
+        Returns:
+            ``(True, item)`` for one of its items, ``(False, outcome)`` for its end
+            (the result, or the error it ended with), ``None`` for a message that
+            is not the stream's (a stray event, an abandoned request's answer).
+        """
+        if message.op == OP_EVENT:
+            return (True, message.data) if message.id == rid else None
+        if self.is_stale(message, rid):
+            return None
+        return False, self.outcome(message, rid)
+
+    def pipeline(
+        self, requests: Iterable[tuple[str, Mapping[str, Any]]], window: int
+    ) -> PipelinePlan:
+        """A plan for sending ``requests`` with at most ``window`` of them in flight."""
+        return PipelinePlan(self, list(requests), window)
+
+
+class PipelinePlan:
+    """One pipeline without IO: which frames to send next, and where each answer goes.
+
+    The caller loops until :attr:`done`: it sends what :meth:`to_send` gives (when it
+    gives anything), then reads one message and hands it to :meth:`take`. Frames go
+    out in runs that refill the window once half of it is answered, so neither side
+    waits on the other's full buffer.
+
+    Attributes:
+        outcomes: One entry per request answered so far, in order: its result, or the
+            :class:`ActorbusError` it was answered with.
+    """
+
+    def __init__(
+        self, codec: ClientCodec, requests: list[tuple[str, Mapping[str, Any]]], window: int
+    ) -> None:
+        self._codec = codec
+        self._todo = requests
+        self._window = window
+        self._ids: deque[int] = deque()
+        self._sent = 0
+        self.outcomes: list[Any] = []
+
+    @property
+    def done(self) -> bool:
+        """Whether every request has its outcome."""
+        return len(self.outcomes) == len(self._todo)
+
+    def to_send(self) -> bytearray | None:
+        """The next run of request frames, or ``None`` while the window is more than half full.
+
+        Raises:
+            InvalidRequest: A request cannot be encoded (nothing of it was added).
+        """
+        todo, ids, window = self._todo, self._ids, self._window
+        if self._sent >= len(todo) or len(ids) > window // 2:
+            return None
+        buffer = bytearray()
+        add = self._codec.add_request
+        while self._sent < len(todo) and len(ids) < window:
+            op, fields = todo[self._sent]
+            ids.append(add(op, fields, buffer))
+            self._sent += 1
+        return buffer
+
+    def take(self, message: _Incoming) -> None:
+        """Match one incoming message to the oldest request in flight.
+
+        Raises:
+            ConnectionBroken: The message answers a request other than that one.
+        """
+        rid = self._ids[0]
+        codec = self._codec
+        if codec.is_stale(message, rid):
+            return
+        self.outcomes.append(codec.outcome(message, rid))
+        self._ids.popleft()
+
 
 class Client:
     """An async connection to an actorbus server; create it with :meth:`connect`."""
@@ -193,28 +272,15 @@ class Client:
             One entry per request, in order: its result, or the :class:`ActorbusError`
             it was answered with (returned, not raised, so one failure loses no other).
         """
-        todo = list(requests)
-        outcomes: list[Any] = []
-        codec = self._codec
+        plan = self._codec.pipeline(requests, window)
         async with self._lock:
             self._check()
-            ids: deque[int] = deque()
-            sent = 0
-            while len(outcomes) < len(todo):
-                if sent < len(todo) and len(ids) <= window // 2:
-                    buffer = bytearray()
-                    while sent < len(todo) and len(ids) < window:
-                        op, fields = todo[sent]
-                        ids.append(codec.add_request(op, fields, buffer))
-                        sent += 1
-                    await self._send(buffer)
-                rid = ids[0]
-                message = await self._next()
-                if codec.is_stale(message, rid):
-                    continue
-                outcomes.append(codec.outcome(message, rid))
-                ids.popleft()
-        return outcomes
+            while not plan.done:
+                frames = plan.to_send()
+                if frames is not None:
+                    await self._send(frames)
+                plan.take(await self._next())
+        return plan.outcomes
 
     async def subscribe(self, op: str = "subscribe", /, **fields: Any) -> AsyncIterator[Any]:
         """Open a stream and yield its items until the server ends it.
@@ -234,17 +300,16 @@ class Client:
             rid = codec.add_request(op, fields, buffer)
             await self._send(buffer)
             while True:
-                message = await self._next()
-                if message.op == OP_EVENT:
-                    if message.id == rid:
-                        yield message.data
+                step = codec.stream_message(await self._next(), rid)
+                if step is None:
                     continue
-                if codec.is_stale(message, rid):
+                more, value = step
+                if more:
+                    yield value
                     continue
                 finished = True
-                outcome = codec.outcome(message, rid)
-                if isinstance(outcome, ActorbusError):
-                    raise outcome
+                if isinstance(value, ActorbusError):
+                    raise value
                 return
         finally:
             self._lock.release()

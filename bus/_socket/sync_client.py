@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from contracts import OP_EVENT, ActorbusError, Framing, Timeout
+from contracts import ActorbusError, Framing, Timeout
 
 from .._errors import ConnectionBroken, ConnectionClosed
 from .client import DEFAULT_MAX_FRAME_BYTES, DEFAULT_WINDOW, ClientCodec
@@ -103,26 +102,13 @@ class SyncClient:
             it was answered with (returned, not raised).
         """
         self._check()
-        todo = list(requests)
-        outcomes: list[Any] = []
-        codec = self._codec
-        ids: deque[int] = deque()
-        sent = 0
-        while len(outcomes) < len(todo):
-            if sent < len(todo) and len(ids) <= window // 2:
-                buffer = bytearray()
-                while sent < len(todo) and len(ids) < window:
-                    op, fields = todo[sent]
-                    ids.append(codec.add_request(op, fields, buffer))
-                    sent += 1
-                self._send(buffer)
-            rid = ids[0]
-            message = self._next()
-            if codec.is_stale(message, rid):
-                continue
-            outcomes.append(codec.outcome(message, rid))
-            ids.popleft()
-        return outcomes
+        plan = self._codec.pipeline(requests, window)
+        while not plan.done:
+            frames = plan.to_send()
+            if frames is not None:
+                self._send(frames)
+            plan.take(self._next())
+        return plan.outcomes
 
     def subscribe(self, op: str = "subscribe", /, **fields: Any) -> Iterator[Any]:
         """Open a stream and yield its items until the server ends it.
@@ -141,17 +127,16 @@ class SyncClient:
         finished = False
         try:
             while True:
-                message = self._next()
-                if message.op == OP_EVENT:
-                    if message.id == rid:
-                        yield message.data
+                step = codec.stream_message(self._next(), rid)
+                if step is None:
                     continue
-                if codec.is_stale(message, rid):
+                more, value = step
+                if more:
+                    yield value
                     continue
                 finished = True
-                outcome = codec.outcome(message, rid)
-                if isinstance(outcome, ActorbusError):
-                    raise outcome
+                if isinstance(value, ActorbusError):
+                    raise value
                 return
         finally:
             if not finished:

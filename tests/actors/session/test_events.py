@@ -413,3 +413,119 @@ def test_nan_and_infinity_in_a_decoded_event_are_rejected_not_written_as_null(
         EventCheck(4096).check({**event, "n": 2**64})
     checked, _ = EventCheck(4096).check({**event, "n": None, "f": 1.5, "i": 2**64 - 1})
     assert checked.endswith(b'"n":null,"f":1.5,"i":18446744073709551615}')
+
+
+def _shaped(
+    record_id: str, n: object = 1, f: object = 1.5, deep: object = 7, items: object = None
+) -> bytes:
+    items = [1, 2] if items is None else items
+    body = {"n": n, "f": f, "obj": {"deep": deep, "tag": "x"}, "items": items, "ok": True}
+    body["no"] = None
+    return event(record_id=record_id, session_id="shaped", **body)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n", 2**64),
+        ("n", -(2**63) - 1),
+        ("f", 10**30),  # an integer literal where the first events held a float
+        ("deep", 2**70),
+        ("items", [1, 2**65]),
+    ],
+)
+def test_a_whole_event_decoder_never_takes_a_number_not_every_reader_can_carry(
+    field: str, value: object
+) -> None:
+    check_id("u1", "user_id")
+    check_id("shaped", "session_id")
+    checker = EventCheck(4096)
+    good = [_shaped(f"r{i}") for i in range(4)]
+    for _ in range(2):  # generic heads, then the session's whole-event decoder
+        assert checker.plain_batch(good)[0] == (("u1", "shaped"), ["r0", "r1", "r2", "r3"])
+    assert checker._session_decoders[("u1", "shaped")][1] is True
+    bad = _shaped("bad", **{field: value})
+    batch = [*good[:2], bad, *good[2:]]
+    assert checker.plain_batch(batch)[0] is None
+    outcomes = checker.check_batch(batch)
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["tuple", "tuple", "InvalidEvent", "tuple", "tuple"]
+
+
+def test_a_uint64_number_a_whole_event_decoder_refuses_is_still_recorded() -> None:
+    check_id("u1", "user_id")
+    check_id("shaped", "session_id")
+    checker = EventCheck(4096)
+    good = [_shaped(f"r{i}") for i in range(4)]
+    checker.plain_batch(good)
+    checker.plain_batch(good)
+    batch = [*good, _shaped("big", n=2**64 - 1)]
+    # The decoder takes int64 only; the long way decides, and 2**64-1 is portable.
+    one, heads = checker.plain_batch(batch)
+    assert one is None
+    assert all(not isinstance(o, Exception) for o in checker.check_batch(batch, heads))
+
+
+def test_a_session_whole_event_decoder_spares_the_number_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import actors.session.events as events_module
+
+    check_id("u1", "user_id")
+    check_id("shaped", "session_id")
+    checker = EventCheck(4096)
+    good = [_shaped(f"r{i}") for i in range(8)]
+    checker.plain_batch(good)
+    checker.plain_batch(good)
+    scans: list[bytes] = []
+    real = events_module.json_plain
+
+    def counting(raw: bytes) -> bool:
+        scans.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(events_module, "json_plain", counting)
+    assert checker.plain_batch(good)[0] == (("u1", "shaped"), [f"r{i}" for i in range(8)])
+    assert scans == []
+    # Another shape is decided the long way (scanned), and the session keeps its
+    # head decoder from then on.
+    other = [event(record_id=f"o{i}", session_id="shaped", extra=[]) for i in range(4)]
+    assert checker.plain_batch(other)[0] == (("u1", "shaped"), ["o0", "o1", "o2", "o3"])
+    assert scans
+    assert checker._session_decoders[("u1", "shaped")][1] is False
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.text(max_size=4)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**400]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(json_values, json_values), min_size=4, max_size=8))
+def test_every_shape_of_one_session_batch_is_settled_as_the_per_event_check_settles_it(
+    values: list[tuple[object, object]],
+) -> None:
+    check_id("u1", "user_id")
+    check_id("anyshape", "session_id")
+    events = []
+    for i, (a, b) in enumerate(values):
+        head = {"record_id": f"r{i}", "user_id": "u1", "session_id": "anyshape", "source": "t"}
+        events.append(json.dumps({**head, "a": a, "b": b}, separators=(",", ":")).encode())
+    checker = EventCheck(1 << 16)
+    expected = [_outcome(o) for o in checker.check_batch(events, None)]
+    for _ in range(3):  # generic heads, the session's decoder when made, then again
+        one, heads = checker.plain_batch(events)
+        if one is not None:
+            assert all(not isinstance(o, type) for o in expected)
+            assert one[1] == [h["record_id"] for _, h in expected]  # type: ignore[misc]
+        else:
+            assert [_outcome(o) for o in checker.check_batch(events, heads)] == expected

@@ -621,3 +621,55 @@ async def test_a_batch_still_in_flight_at_the_deadline_is_answered_shutting_down
     assert pending[0].cancelled() and not pending[0].cancel()
     if kind == "Later":
         pending[0].resolve(["late"])  # after the bus closed: nothing to answer, no error
+
+
+class Count(Actor):
+    """Counts what it handles."""
+
+    def __init__(self) -> None:
+        self.handled = 0
+
+    async def receive(self, message: Any) -> int:
+        if message == "crash":
+            raise RuntimeError("crash")
+        self.handled += 1
+        return self.handled
+
+
+async def test_a_cell_that_leaves_open_takes_no_more_mail_into_its_mailbox() -> None:
+    """STOPPED, PASSIVATED and CLOSED all shut the mailbox: nobody would drain it."""
+    stopped_policy = RestartPolicy(max_restarts=0, window_s=60, backoff_s=0.001)
+    async with open_bus(QUICK) as bus:
+        # STOPPED: the restart budget spent.
+        stopped = bus.spawn(Count, name="stopped", restart=stopped_policy)
+        stopped.try_tell("crash")
+        cell = stopped._cell
+        await wait_until(lambda: cell.state.name == "STOPPED")
+        assert cell.mailbox.limit == 0
+        stopped.try_tell("after")
+        await stopped.tell("after")
+        assert not cell.mailbox.queue
+        assert bus.statistics().dead_letters.count == 2
+
+        # PASSIVATED: the idle keyed instance retired; mail goes to its successor.
+        bus.register(Count, lambda key: Count(), idle_s=0.01)
+        keyed = bus.ref(Count, "k")
+        assert await keyed.ask("one", timeout=5) == 1
+        old = keyed._cell
+        await wait_until(lambda: old.state.name == "PASSIVATED")
+        assert old.mailbox.limit == 0
+        assert await keyed.ask("two", timeout=5) == 1  # a fresh instance
+        assert keyed._cell is not old
+        assert not old.mailbox.queue
+
+        named = bus.spawn(Count, name="named")
+        assert await named.ask("x", timeout=5) == 1
+        open_cell = named._cell
+    # CLOSED: the bus has closed.
+    assert open_cell.state.name == "CLOSED"
+    assert open_cell.mailbox.limit == 0
+    with pytest.raises(ShuttingDown):
+        named.try_tell("late")
+    with pytest.raises(ShuttingDown):
+        await named.tell("late")
+    assert not open_cell.mailbox.queue

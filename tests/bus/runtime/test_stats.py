@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from bus import Actor, ActorStatistics, RestartPolicy, open_bus
-from bus._runtime.stats import LATENCY_SAMPLE_EVERY, Counters
+from bus._runtime.stats import LATENCY_SAMPLE_EVERY, ActorCounters
 from contracts import BusConfig
 
 QUICK = BusConfig(shutdown_deadline_s=0.2)
@@ -139,7 +139,7 @@ async def test_dead_letters_and_topics_are_reported() -> None:
 
 
 def test_the_latency_reservoir_keeps_the_most_recent_samples() -> None:
-    counters = Counters("c")
+    counters = ActorCounters("c")
     for n in range(1, 1025):
         counters.sample(n / 1e6)
     assert counters.snapshot(keyed=False, live=1, depth=0).latency_p50_us == 513
@@ -154,7 +154,7 @@ def test_the_latency_reservoir_keeps_the_most_recent_samples() -> None:
 
 
 def test_a_snapshot_derives_messages_in_from_handled_queued_and_dead() -> None:
-    counters = Counters("c")
+    counters = ActorCounters("c")
     counters.messages_out = 10
     counters.dead = 3
     snap = counters.snapshot(keyed=True, live=4, depth=5)

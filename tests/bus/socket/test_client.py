@@ -211,3 +211,50 @@ def test_the_codec_skips_answers_to_abandoned_requests_and_stray_events() -> Non
 def test_an_unknown_framing_is_refused() -> None:
     with pytest.raises(ValueError, match="framing"):
         ClientCodec("xml")  # type: ignore[arg-type]
+
+
+def test_a_pipeline_plan_keeps_its_window_and_matches_answers_in_order() -> None:
+    codec = ClientCodec("jsonl")
+    plan = codec.pipeline([("echo", {"value": i}) for i in range(10)], 4)
+    first = plan.to_send()
+    assert first is not None and first.count(b"\n") == 4  # the window, no more
+    assert plan.to_send() is None
+
+    def answer(rid: int, ok: bool = True) -> bytes:
+        body = {"id": rid, "ok": ok, "status": 200 if ok else 404}
+        body.update({"result": rid} if ok else {"error": {"code": "UnknownOp", "message": "x"}})
+        return msgspec.json.encode(body) + b"\n"
+
+    codec.feed(answer(1) + answer(0))  # the second answers an abandoned request
+    for message in list(codec.ready):
+        plan.take(message)
+    codec.ready.clear()
+    assert plan.outcomes == [1]
+    assert plan.to_send() is None  # three in flight: more than half the window
+    codec.feed(answer(2, ok=False))
+    plan.take(codec.ready.popleft())
+    refill = plan.to_send()
+    assert refill is not None and refill.count(b"\n") == 2  # back up to the window
+    rid = 3
+    while not plan.done:
+        codec.feed(answer(rid))
+        plan.take(codec.ready.popleft())
+        rid += 1
+        plan.to_send()  # the refills, as the window frees
+    assert plan.outcomes[0] == 1 and isinstance(plan.outcomes[1], UnknownOp)
+    assert plan.outcomes[2:] == list(range(3, 11))
+
+
+def test_a_stream_message_is_an_item_its_end_or_not_the_streams() -> None:
+    codec = ClientCodec("jsonl")
+    rid = codec.add_request("subscribe", {}, bytearray())
+    codec.feed(
+        b'{"op":"event","id":%d,"data":"a"}\n' % rid
+        + b'{"op":"event","id":99,"data":"b"}\n'
+        + b'{"id":%d,"ok":true,"status":200,"result":null}\n' % (rid - 1)
+        + b'{"id":%d,"ok":false,"status":500,"error":{"code":"InternalError"}}\n' % rid
+    )
+    steps = [codec.stream_message(m, rid) for m in codec.ready]
+    assert steps[:3] == [(True, "a"), None, None]
+    assert steps[3] is not None and steps[3][0] is False
+    assert isinstance(steps[3][1], InternalError)
