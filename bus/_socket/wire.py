@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from contracts import FRAME_HEADER_BYTES, FrameTooLarge, Framing, InvalidRequest
+from contracts import FRAME_HEADER_BYTES, ActorbusError, FrameTooLarge, Framing, InvalidRequest
 
 __all__ = ["FrameReader", "FrameWriter", "Request", "Result", "parse_request"]
 
@@ -244,14 +244,15 @@ class Request(msgspec.Struct, eq=False, gc=False):
         op: The op name (empty when the frame had none).
         body: The frame's payload.
         framing: The connection's framing.
-        error: Set when the frame could not be read as a request; never dispatched.
+        error: Set when the frame could not be read as a request (or was read after a
+            shutdown began); such a request is answered with it, never dispatched.
     """
 
     id: Any
     op: str
     body: memoryview | bytes
     framing: Framing
-    error: InvalidRequest | None = None
+    error: ActorbusError | None = None
 
     def decode(self, type: type[T]) -> T:
         """Decode the whole frame as ``type`` (an :class:`~contracts.OpRequest` subclass).
