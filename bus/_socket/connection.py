@@ -51,6 +51,8 @@ __all__ = ["Connection", "Phase"]
 log = logging.getLogger("actorbus.server")
 
 _UNBOUNDED = 1 << 62
+#: How soon a connection waiting for bytes room looks again when nothing will tell it.
+_RETRY_S = 0.01
 
 
 class Phase(enum.Enum):
@@ -108,6 +110,7 @@ class Connection(asyncio.Protocol):
         self._inflight = 0
         self._streams = Streams()
         self._flush_handle: asyncio.Handle | None = None
+        self._retry_handle: asyncio.TimerHandle | None = None
         self._partial_since: float | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         self.phase = Phase.OPEN
@@ -175,6 +178,8 @@ class Connection(asyncio.Protocol):
         self._transport = None
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
         self._streams.end("gone")
         server = self._server
         state = self._state
@@ -259,9 +264,7 @@ class Connection(asyncio.Protocol):
         elif self._held:
             # Answers wait for the peer: requests are read on (and held, not
             # dispatched) up to the in-flight bound and as many bytes as the bytes bound.
-            flow.set_reading(
-                self._held_bytes + reader.buffered < state.max_queued_per_connection
-            )
+            flow.set_reading(self._held_bytes + reader.buffered < state.max_queued_per_connection)
         else:
             flow.set_reading(True)
 
@@ -271,8 +274,26 @@ class Connection(asyncio.Protocol):
         self._held_bytes += sum(len(request.body) for request in requests)
         self._inflight += len(requests)
         self._state.admit(len(requests))
-        if self._state.over_total():
-            self._state.wait_for_room(self)
+        self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Answers wait for room: be woken when it comes.
+
+        Room comes as answers leave, when the transport resumes writing or when other
+        connections release bytes; a transport draining below its high-water mark
+        says nothing, so a connection waiting with nothing of its own pending looks
+        again shortly.
+        """
+        state = self._state
+        flow = self._flow
+        assert flow is not None
+        state.wait_for_room(self)
+        if self._retry_handle is None and not flow.write_paused:
+            self._retry_handle = self._loop.call_later(_RETRY_S, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_handle = None
+        self.resume()
 
     def _dispatch_held(self) -> None:
         """Dispatch held requests while there is room (the rest stays held, in order)."""
@@ -547,8 +568,6 @@ class Connection(asyncio.Protocol):
         if buffer and self._transport is not None:
             transport.write(encoder.take())
             flow.wrote()
-        if pending and self._state.over_total():
-            self._state.wait_for_room(self)
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -586,7 +605,12 @@ class Connection(asyncio.Protocol):
     def blocked(self) -> bool:
         """Whether a stream must wait before taking more items (the peer does not read)."""
         flow = self._flow
-        return flow is not None and self._transport is not None and flow.blocked()
+        if flow is None or self._transport is None:
+            return False
+        if flow.may_stream():
+            return False
+        self._wait_for_room()
+        return True
 
     @property
     def write_paused(self) -> bool:
@@ -626,8 +650,7 @@ class Connection(asyncio.Protocol):
             return
         flow = self._flow
         assert flow is not None
-        if not flow.blocked():
-            flow.wake_writable()
+        flow.wake_writable()  # a stream waiting looks again (and waits again if need be)
         self._flush()
         if not flow.reading or self._held:
             self._pump()

@@ -53,25 +53,37 @@ class Flow:
     # ---- queued bytes ------------------------------------------------------------
 
     def blocked(self, buffered: int = 0) -> bool:
-        """Whether answers must wait: the peer does not read, or a bytes bound is reached.
+        """Whether writing must wait: the peer does not read, or the connection's bound.
 
         ``buffered`` counts bytes encoded and not yet written.
         """
-        return (
-            self.write_paused
-            or self.queued + buffered >= self._max
-            or self._state.queued_bytes >= self._state.max_queued_total
-        )
+        return self.write_paused or self.queued + buffered >= self._max
 
     def admits(self, size: int, buffered: int) -> bool:
-        """Whether a request expected to add ``size`` bytes may be dispatched now.
+        """Whether a request expected to add ``size`` bytes may be dispatched (produced).
 
-        One request at a time is always admitted while nothing is expected and the
-        transport is under the bound, so an answer larger than the bound still goes.
+        A connection that holds nothing is always admitted one request, so an answer
+        larger than a bound still goes and a new client is served at the total bound;
+        otherwise the request must fit both the connection's bound and the total.
         """
+        self.wrote()  # the transport drains without telling: count what it holds now
         if self.blocked(buffered):
             return False
-        return self.expected == 0 or self.queued + self.expected + buffered + size <= self._max
+        held = self.queued + self.expected + buffered
+        if held == 0:
+            return True
+        state = self._state
+        if state.queued_bytes + size > state.max_queued_total:
+            return False
+        return held + size <= self._max
+
+    def may_stream(self) -> bool:
+        """Whether a stream may take more items from its source now."""
+        self.wrote()
+        if self.blocked():
+            return False
+        state = self._state
+        return self.queued == 0 or state.queued_bytes < state.max_queued_total
 
     def reserve(self, size: int) -> None:
         """A request expected to add ``size`` bytes was dispatched."""

@@ -276,6 +276,9 @@ class Server:
         listener = self._listener
         if listener is None:
             return
+        # Connections the kernel completed and we did not accept yet hold requests
+        # too: they are accepted now, in the shutdown, and answered ShuttingDown.
+        self._accept()
         self._listener = None
         if self._accept_retry is not None:
             self._accept_retry.cancel()
@@ -303,6 +306,9 @@ class Server:
         self.state.closing = True
         self._stop_accepting()
         await anyio.to_thread.run_sync(self._release_path)
+        if self._accepting:
+            with anyio.move_on_after(1.0):
+                await asyncio.gather(*self._accepting, return_exceptions=True)
         for conn in list(self._connections):
             conn.begin_shutdown()
         deadline = self.config.shutdown_deadline_s

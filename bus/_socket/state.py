@@ -160,10 +160,6 @@ class ServerState:
         if delta < 0 and self._waiting and self.queued_bytes < self.max_queued_total:
             self._wake()
 
-    def over_total(self) -> bool:
-        """Whether the bytes queued over every connection reached their bound."""
-        return self.queued_bytes >= self.max_queued_total
-
     # ---- waiting for server-wide room --------------------------------------------
 
     def wait_for_room(self, conn: Connection) -> None:

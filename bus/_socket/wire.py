@@ -341,6 +341,27 @@ def describe_decode_error(exc: BaseException, framing: Framing) -> str:
     return f"the frame is not a valid {kind} request"
 
 
+_BAD_ID: Final = "the request id is not valid UTF-8"
+
+
+def _unsafe_id(rid: msgspec.Raw, framing: Framing) -> bool:
+    """Whether an id cannot be echoed as it is: text in it is not valid UTF-8.
+
+    The raw id is echoed byte for byte, so it is checked here (only when it is not
+    all ASCII): a response must stay valid JSON, or valid MessagePack text.
+    """
+    if bytes(rid).isascii():
+        return False
+    try:
+        if framing == "jsonl":
+            msgspec.json.decode(rid)
+        else:
+            msgspec.msgpack.decode(rid)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return True
+    return False
+
+
 def parse_requests(bodies: list[memoryview], framing: Framing) -> list[Request]:
     """:func:`parse_request` for every frame of one read, the heads decoded in one C-level pass."""
     try:
@@ -351,8 +372,9 @@ def parse_requests(bodies: list[memoryview], framing: Framing) -> list[Request]:
     append = requests.append
     for head, body in zip(heads, bodies, strict=True):
         op = head.op
-        if type(op) is str:
-            append(Request(head.id if len(head.id) else None, op, body, framing))
+        rid = head.id
+        if type(op) is str and not (len(rid) and _unsafe_id(rid, framing)):
+            append(Request(rid if len(rid) else None, op, body, framing))
         else:
             append(parse_request(body, framing))
     return requests
@@ -365,6 +387,9 @@ def parse_request(body: memoryview | bytes, framing: Framing) -> Request:
     except Exception as exc:
         return Request(None, "", body, framing, InvalidRequest(describe_decode_error(exc, framing)))
     rid = head.id if len(head.id) else None
+    if rid is not None and _unsafe_id(rid, framing):
+        # Answered with id null: the id cannot be echoed as valid text.
+        return Request(None, "", body, framing, InvalidRequest(_BAD_ID))
     op = head.op
     if type(op) is not str:
         what = "has no op" if op is None else "has an op that is not a string"
