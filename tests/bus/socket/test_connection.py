@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import struct
-import time
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -483,15 +484,34 @@ async def test_a_stream_waits_while_its_peer_does_not_read(sock_path: Path) -> N
         assert [e["data"] for e in events] == [item] * 60
 
 
-@pytest.mark.allow_blocking  # blocks the loop on purpose: a process stalled past the timer
+_STALL = """
+import os, signal, socket, sys, time
+pid, fd = int(sys.argv[1]), int(sys.argv[2])
+time.sleep(0.05)
+os.kill(pid, signal.SIGSTOP)  # the whole process stalls, its loop inside its poll
+try:
+    client = socket.socket(fileno=fd)
+    client.sendall(b'}\\n{"id":2,"op":"ping"}\\n')  # lands in the kernel's buffer
+    client.detach()
+    time.sleep(0.6)  # longer than idle_timeout_s
+finally:
+    os.kill(pid, signal.SIGCONT)
+"""
+
+
+@pytest.mark.allow_blocking  # the process is stopped on purpose: a stall past the timer
 async def test_a_stall_past_the_idle_timeout_with_the_frame_in_the_kernel_is_answered(
     sock_path: Path,
 ) -> None:
     async with running(sock_path, idle_timeout_s=0.2), connect(sock_path, "jsonl") as raw:
         await raw.stream.send(b'{"id":1,"op":"echo","value":"a"')
         await anyio.sleep(0.05)  # read: a frame started, its timer armed
-        await raw.stream.send(b'}\n{"id":2,"op":"ping"}\n')
-        time.sleep(0.5)  # the loop stalls with both frames in the kernel's buffer
+        fd = raw.stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno()
+        helper = await anyio.open_process(
+            [sys.executable, "-c", _STALL, str(os.getpid()), str(fd)], pass_fds=(fd,)
+        )
+        async with helper:
+            assert await helper.wait() == 0
         assert await raw.read(2) == [ok(1, "a"), ok(2, {"pong": True})]
 
 
@@ -528,4 +548,5 @@ async def test_an_id_that_is_not_valid_utf8_is_answered_with_id_null(
 def test_the_bytes_bounds_are_validated(key: str, value: int) -> None:
     with pytest.raises(InvalidRequest, match=key):
         load_config(f"[server]\n{key} = {value}\n")
-    assert load_config(f"[server]\n{key} = {8 << 20}\n").server.model_dump if False else True
+    config = load_config(f"[server]\n{key} = {8 << 20}\n")
+    assert getattr(config.server, key) == 8 << 20
