@@ -93,7 +93,6 @@ class Connection(asyncio.Protocol):
         self._idle_timeout = config.idle_timeout_s
         self._handlers = state.handlers
         self._batch_handlers = state.batch_handlers
-        self._counters = state.counters
         self._transport: asyncio.Transport | None = None
         self._flow: Flow | None = None
         self._fd = -1
@@ -139,14 +138,13 @@ class Connection(asyncio.Protocol):
         if reader.framing is None and self._state.hand_over is not None and is_http(data):
             self._hand_over(data)
             return
-        self._counters.bytes_in += len(data)
+        self._state.received(len(data))
         fresh = reader.buffered == 0
-        before = self._counters.frames_in
         reader.feed(data)
-        self._pump()
+        taken = self._pump()
         if reader.buffered == 0:
             self._partial_since = None
-        elif fresh or self._counters.frames_in != before:
+        elif fresh or taken:
             # A frame started or one completed: the client is making progress.
             self._partial_since = self._loop.time()
             if self._idle_handle is None:
@@ -217,10 +215,15 @@ class Connection(asyncio.Protocol):
 
     # ---- reading and dispatch -------------------------------------------------
 
-    def _pump(self) -> None:
-        """Dispatch the held and buffered requests there is room for; pause at the bounds."""
+    def _pump(self) -> int:
+        """Dispatch the held and buffered requests there is room for; pause at the bounds.
+
+        Returns:
+            How many requests were split from the buffered bytes.
+        """
+        taken = 0
         if self._transport is None or self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
-            return
+            return taken
         flow = self._flow
         assert flow is not None
         if self._held:
@@ -235,9 +238,11 @@ class Connection(asyncio.Protocol):
             if room <= 0:
                 flow.set_reading(False)
                 state.wait_for_room(self)
-                return
+                return taken
             frames = reader.frames(room)
             if frames:
+                taken += len(frames)
+                state.read_frames(len(frames))
                 framing = reader.framing
                 assert framing is not None
                 if self._encoder is None:
@@ -267,6 +272,7 @@ class Connection(asyncio.Protocol):
             flow.set_reading(self._held_bytes + reader.buffered < state.max_queued_per_connection)
         else:
             flow.set_reading(True)
+        return taken
 
     def _hold(self, requests: list[Request]) -> None:
         """Keep requests read for later dispatch; they count as in flight meanwhile."""
@@ -355,7 +361,6 @@ class Connection(asyncio.Protocol):
     def _accept_many(self, requests: list[Request], many: Any, size: int) -> None:
         """Hand consecutive requests of one op to its batch handler, then place each answer."""
         op = requests[0].op
-        self._counters.frames_in += len(requests)
         try:
             outs: list[Any] = many(requests)
             if len(outs) != len(requests):
@@ -390,7 +395,6 @@ class Connection(asyncio.Protocol):
             self._flow.reserve(size * parts)
 
     def _accept(self, request: Request, size: int) -> None:
-        self._counters.frames_in += 1
         error: ActorbusError | None = request.error
         out: Any = None
         if error is None:

@@ -130,7 +130,7 @@ class Flow:
         """The transport's buffer passed its high-water mark."""
         if not self.write_paused:
             self.write_paused = True
-            self._state.counters.write_pauses += 1
+            self._state.write_paused()
 
     def resume_writing(self) -> None:
         """The transport's buffer drained below its low-water mark."""

@@ -96,12 +96,13 @@ class AnswerEncoder:
         buffer: What was encoded and not yet taken.
     """
 
-    __slots__ = ("_counters", "_state", "_statuses", "_writer", "buffer")
+    __slots__ = ("_sent", "_state", "_statuses", "_writer", "buffer")
 
     def __init__(self, framing: Framing, state: ServerState) -> None:
         self._writer = FrameWriter(framing)
         self._state = state
-        self._counters = state.counters
+        # Messages encoded since the last take, counted in the state record then.
+        self._sent = 0
         self._statuses: Mapping[str, int] | None = state.statuses or None
         self.buffer = bytearray()
 
@@ -111,8 +112,7 @@ class AnswerEncoder:
         A success is answered with the op's status from ``statuses`` (200 if none),
         unless the handler returned a :class:`Result` naming its own.
         """
-        counters = self._counters
-        counters.frames_out += 1
+        self._sent += 1
         start = len(self.buffer)
         if error is None:
             status = 200 if self._statuses is None else self._statuses.get(op, 200)
@@ -125,8 +125,7 @@ class AnswerEncoder:
                 return
             except Exception as exc:
                 error = internal_error(exc, op, "its result could not be encoded")
-        errors = counters.errors
-        errors[error.code] = errors.get(error.code, 0) + 1
+        self._state.failed(error.code)
         body = ErrorBody(error.code, error.message)
         self._writer.add(Response(rid, False, error.status, error=body), self.buffer)
         self._state.learn(op, len(self.buffer) - start)
@@ -171,7 +170,7 @@ class AnswerEncoder:
             except Exception as exc:
                 log.error("dropped a stream item that cannot be encoded: %s", type(exc).__name__)
                 continue
-            self._counters.frames_out += 1
+            self._sent += 1
 
     def take(self) -> bytes:
         """Return what was encoded and empty the buffer for the next batch."""
@@ -179,7 +178,8 @@ class AnswerEncoder:
         # is reused for the next batch.
         data = bytes(self.buffer)
         self.buffer.clear()
-        self._counters.bytes_out += len(data)
+        self._state.sent(self._sent, len(data))
+        self._sent = 0
         return data
 
 

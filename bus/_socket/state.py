@@ -2,8 +2,9 @@
 
 :class:`ServerState` is the only record a connection writes server-wide figures
 into, and only through its methods (:meth:`~ServerState.admit`,
-:meth:`~ServerState.release`, :meth:`~ServerState.requeue`); the server owns it
-and reads it for ``stats``. Everything here is touched by the loop thread only.
+:meth:`~ServerState.release`, :meth:`~ServerState.requeue`, :meth:`~ServerState.sent`
+and the other counters' methods); the server owns it, counts what it does itself
+(accepts, refusals) and reads it for ``stats``. Everything here is touched by the loop thread only.
 See ``docs/protocol.md`` ("Order, pipelining and bounds").
 """
 
@@ -114,6 +115,31 @@ class ServerState:
         # Connections that stopped reading at a server-wide bound, resumed as room
         # comes free.
         self._waiting: set[Connection] = set()
+
+    # ---- counters ------------------------------------------------------------
+
+    def received(self, size: int) -> None:
+        """A connection read ``size`` bytes."""
+        self.counters.bytes_in += size
+
+    def read_frames(self, count: int) -> None:
+        """A connection split ``count`` requests from what it read."""
+        self.counters.frames_in += count
+
+    def sent(self, frames: int, size: int) -> None:
+        """A connection wrote ``frames`` answers and stream messages in ``size`` bytes."""
+        counters = self.counters
+        counters.frames_out += frames
+        counters.bytes_out += size
+
+    def failed(self, code: str) -> None:
+        """An error answer with ``code`` was encoded."""
+        errors = self.counters.errors
+        errors[code] = errors.get(code, 0) + 1
+
+    def write_paused(self) -> None:
+        """A connection stopped producing answers: its client does not read them."""
+        self.counters.write_pauses += 1
 
     # ---- requests in flight --------------------------------------------------
 
