@@ -45,6 +45,8 @@ log = logging.getLogger("actorbus.server")
 ACCEPT_RETRY_S = 0.1
 #: An accept failing for want of file descriptors is logged at most this often.
 ACCEPT_LOG_EVERY_S = 10.0
+#: Connections accepted per wake-up at most, so other work runs between bursts.
+_ACCEPTS_PER_WAKE = 128
 _OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -216,7 +218,7 @@ class Server:
         listener = self._listener
         if listener is None:
             return
-        for _ in range(self.config.max_inflight_per_connection):
+        for _ in range(_ACCEPTS_PER_WAKE):
             try:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
