@@ -63,6 +63,10 @@ class ServerConfig(Base, frozen=True):
     max_inflight_per_connection: int = 1024
     max_inflight_total: int = 65_536
     shutdown_deadline_s: float = 10.0
+    #: Bytes of answers one connection may hold (docs/protocol.md, "Bounds").
+    max_queued_bytes_per_connection: Annotated[int, msgspec.Meta(ge=4096, le=1 << 40)] = 4 << 20
+    #: Bytes of answers every connection together may hold.
+    max_queued_bytes_total: Annotated[int, msgspec.Meta(ge=4096, le=1 << 40)] = 256 << 20
 
 
 class HttpConfig(Base, frozen=True):

@@ -65,6 +65,32 @@ def batch_item(outcome: AppendResult | ActorbusError) -> dict[str, Any]:
     return {"ok": True, "status": 201, "result": outcome}
 
 
+class _Following:
+    """A followed session's stream: it has no end of its own, so a half-close ends it.
+
+    ``follows`` tells the socket server so (``docs/protocol.md``, "Streams"); a
+    ``follow: false`` stream is sent in full whatever the client does after it.
+    """
+
+    __slots__ = ("_items",)
+    follows = True
+
+    def __init__(self, items: AsyncIterator[Any]) -> None:
+        self._items = items
+
+    def __aiter__(self) -> _Following:
+        return self
+
+    def __anext__(self) -> Awaitable[Any]:
+        return self._items.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the envelopes and the follower under them."""
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 async def _envelopes(lines: AsyncIterator[bytes], jsonl: bool) -> AsyncIterator[Any]:
     """A session's envelope lines as stream items for the connection's framing.
 
@@ -217,7 +243,8 @@ class SessionOps:
         lines = self.envelope_lines(
             req.user_id, req.session_id, follow=req.follow, from_start=req.from_start
         )
-        return _envelopes(lines, request.framing == "jsonl")
+        items = _envelopes(lines, request.framing == "jsonl")
+        return _Following(items) if req.follow else items
 
     def envelope_lines(
         self, user_id: str, session_id: str, *, follow: bool, from_start: bool

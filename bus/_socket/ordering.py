@@ -1,4 +1,7 @@
-"""A request's place in the answer order, how an outcome becomes an answer, and streams."""
+"""A request's place in the answer order, and how an outcome becomes an answer.
+
+Streams are in ``streams``; see ``docs/protocol.md`` ("Order, pipelining and bounds").
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import asyncio
 import logging
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -25,18 +28,15 @@ from contracts import (
 from .wire import FrameWriter, Result
 
 if TYPE_CHECKING:
-    from .server import Counters
+    from .state import ServerState
 
 __all__ = [
     "PLAIN",
     "AnswerEncoder",
     "Part",
     "Slot",
-    "StreamSink",
     "deferred",
-    "end_stream",
     "internal_error",
-    "pump_stream",
     "settle",
     "unknown_op_message",
 ]
@@ -45,8 +45,6 @@ log = logging.getLogger("actorbus.server")
 
 #: Results that are answers as they are: the fast path skips the awaitable checks.
 PLAIN: Final = frozenset({dict, list, str, int, float, bool, type(None), Result})
-#: Stream items written with one call at most.
-STREAM_BATCH: Final = 256
 
 
 class Part:
@@ -75,6 +73,7 @@ class Slot(msgspec.Struct, eq=False):
     ``fut`` is the task that pumps it; ``turn`` is set when the slot reaches the head,
     the moment the stream may write; ``end`` says why it was asked to stop early.
     ``index`` is not negative when ``fut`` is shared: the answer is that item of its list.
+    ``reserved`` is the bytes its connection counts for the answer until it is encoded.
     A msgspec Struct: built in C, one per request answered later.
     """
 
@@ -87,6 +86,7 @@ class Slot(msgspec.Struct, eq=False):
     turn: asyncio.Future[None] | None = None
     end: str | None = None
     started: bool = False
+    reserved: int = 0
 
 
 class AnswerEncoder:
@@ -96,14 +96,14 @@ class AnswerEncoder:
         buffer: What was encoded and not yet taken.
     """
 
-    __slots__ = ("_counters", "_statuses", "_writer", "buffer")
+    __slots__ = ("_sent", "_state", "_statuses", "_writer", "buffer")
 
-    def __init__(
-        self, framing: Framing, counters: Counters, statuses: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, framing: Framing, state: ServerState) -> None:
         self._writer = FrameWriter(framing)
-        self._counters = counters
-        self._statuses = statuses or None
+        self._state = state
+        # Messages encoded since the last take, counted in the state record then.
+        self._sent = 0
+        self._statuses: Mapping[str, int] | None = state.statuses or None
         self.buffer = bytearray()
 
     def answer(self, rid: Any, op: str, value: Any, error: ActorbusError | None) -> None:
@@ -112,8 +112,8 @@ class AnswerEncoder:
         A success is answered with the op's status from ``statuses`` (200 if none),
         unless the handler returned a :class:`Result` naming its own.
         """
-        counters = self._counters
-        counters.frames_out += 1
+        self._sent += 1
+        start = len(self.buffer)
         if error is None:
             status = 200 if self._statuses is None else self._statuses.get(op, 200)
             if type(value) is Result:
@@ -121,25 +121,27 @@ class AnswerEncoder:
                 value = value.value
             try:
                 self._writer.add(Response(rid, True, status, value), self.buffer)
+                self._state.learn(op, len(self.buffer) - start)
                 return
             except Exception as exc:
                 error = internal_error(exc, op, "its result could not be encoded")
-        errors = counters.errors
-        errors[error.code] = errors.get(error.code, 0) + 1
+        self._state.failed(error.code)
         body = ErrorBody(error.code, error.message)
         self._writer.add(Response(rid, False, error.status, error=body), self.buffer)
+        self._state.learn(op, len(self.buffer) - start)
 
-    def answer_parts(self, pending: deque[Slot], fut: asyncio.Future[Any]) -> int:
+    def answer_parts(self, pending: deque[Slot], fut: asyncio.Future[Any]) -> tuple[int, int]:
         """Answer the run of slots at the head of ``pending`` that are parts of ``fut``.
 
         ``fut`` completed with a list; each slot's answer is its item (an exception
         instance answers that slot with the error). The slots answered are popped.
 
         Returns:
-            How many were answered.
+            How many were answered, and the bytes they had reserved.
         """
         results = fut.result()
         answered = 0
+        reserved = 0
         while pending:
             slot = pending[0]
             if slot.fut is not fut:
@@ -155,9 +157,10 @@ class AnswerEncoder:
                     self.answer(slot.id, slot.op, slot.value, slot.error)
                 else:
                     self.answer(slot.id, slot.op, value, None)
+            reserved += slot.reserved
             pending.popleft()
             answered += 1
-        return answered
+        return answered, reserved
 
     def events(self, rid: Any, items: list[Any]) -> None:
         """Encode stream items as event messages of the stream ``rid``."""
@@ -167,7 +170,7 @@ class AnswerEncoder:
             except Exception as exc:
                 log.error("dropped a stream item that cannot be encoded: %s", type(exc).__name__)
                 continue
-            self._counters.frames_out += 1
+            self._sent += 1
 
     def take(self) -> bytes:
         """Return what was encoded and empty the buffer for the next batch."""
@@ -175,7 +178,8 @@ class AnswerEncoder:
         # is reused for the next batch.
         data = bytes(self.buffer)
         self.buffer.clear()
-        self._counters.bytes_out += len(data)
+        self._state.sent(self._sent, len(data))
+        self._sent = 0
         return data
 
 
@@ -224,80 +228,3 @@ def unknown_op_message(op: str) -> str:
     if not op or len(op) > 64 or not op.replace(".", "").replace("_", "").isalnum():
         return "unknown op"
     return f"unknown op {op!r}"
-
-
-class StreamSink(Protocol):
-    """Where a stream's items go: the connection that opened it."""
-
-    @property
-    def write_paused(self) -> bool:
-        """Whether writes should wait."""
-        ...
-
-    def write_events(self, rid: Any, items: list[Any]) -> None:
-        """Write items as event messages of the stream ``rid``."""
-
-    async def wait_writable(self) -> None:
-        """Wait until writes may go on."""
-
-    def stream_closed(self, slot: Slot) -> None:
-        """The stream's pump is done."""
-
-
-async def pump_stream(slot: Slot, items: AsyncIterator[Any], sink: StreamSink) -> Any:
-    """Write a stream's items once its slot is at the head; return its final result.
-
-    Ends with ``{"events": n}`` when the items run out or the client ended it, raises
-    ``ShuttingDown`` when the server ended it, and raises what the items raised (a
-    lagging subscription's ``Overloaded``). The items are closed on every path.
-    """
-    slot.started = True
-    sent = 0
-    try:
-        if slot.end is None:
-            assert slot.turn is not None
-            await slot.turn
-            # A bus Subscription hands over what it buffered without a wait each.
-            get_nowait = getattr(items, "get_nowait", None)
-            while slot.end is None:
-                batch = [await items.__anext__()]
-                if get_nowait is not None:
-                    while len(batch) < STREAM_BATCH:
-                        try:
-                            batch.append(get_nowait())
-                        except LookupError:
-                            break
-                sink.write_events(slot.id, batch)
-                sent += len(batch)
-                if sink.write_paused:
-                    await sink.wait_writable()
-    except StopAsyncIteration:
-        return {"events": sent}
-    except asyncio.CancelledError:
-        # Our own cancel (end_stream) ends the stream; any other cancel goes on.
-        task = asyncio.current_task()
-        if slot.end is None or task is None or task.uncancel() > 0:
-            raise
-    finally:
-        sink.stream_closed(slot)
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except Exception as exc:
-                log.warning("closing a stream of op %s failed: %s", slot.op, type(exc).__name__)
-    if slot.end == "shutdown":
-        raise ShuttingDown("the server is shutting down; the stream ended")
-    return {"events": sent}
-
-
-def end_stream(slot: Slot, reason: str) -> None:
-    """Ask a stream to end: ``"client"`` (half-close), ``"gone"`` or ``"shutdown"``."""
-    if slot.end is not None:
-        return
-    slot.end = reason
-    fut = slot.fut
-    # A pump not yet started sees slot.end when it starts: cancelling it now would
-    # skip the finally that closes the items.
-    if slot.started and fut is not None and not fut.done():
-        fut.cancel()

@@ -5,17 +5,22 @@ Usage::
     async with open_bus() as bus, serve_unix(path, {"echo": echo}, bus=bus) as server:
         await server.wait_for_signal()
 
-How the path is claimed (a lock file, stale sockets, mode 0600) is in ``_listen``;
-what one connection does (framing, order, bounds, streams) is in ``_connection``.
+How the path is claimed (a lock file, stale sockets, mode 0600) is in ``listen``;
+what one connection does (framing, order, bounds) is in ``connection``, with its
+flow control in ``flow`` and its streams in ``streams``; what they share with the
+server (bounds, handler tables, counters) is the :class:`~.state.ServerState`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,11 +33,21 @@ from contracts import OP_PING, OP_STATS, PingRequest, ServerConfig, StatsRequest
 
 from .connection import Connection
 from .listen import claim_path, peer_uid
+from .state import Counters, ServerState
 from .wire import Request
 
-__all__ = ["BatchHandler", "Handler", "Server", "ServerStatistics", "serve_unix"]
+__all__ = ["BatchHandler", "Counters", "Handler", "Server", "ServerStatistics", "serve_unix"]
 
 log = logging.getLogger("actorbus.server")
+
+#: Out of file descriptors at accept: the connections wait in the listen backlog
+#: and accepting is tried again after this long.
+ACCEPT_RETRY_S = 0.1
+#: An accept failing for want of file descriptors is logged at most this often.
+ACCEPT_LOG_EVERY_S = 10.0
+#: Connections accepted per wake-up at most, so other work runs between bursts.
+_ACCEPTS_PER_WAKE = 128
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class StatisticsSource(Protocol):
@@ -70,6 +85,11 @@ class ServerStatistics(msgspec.Struct, frozen=True):
         bytes_out: Bytes written.
         errors: Error responses by wire code.
         closing: Whether a shutdown has begun.
+        queued_bytes: Bytes of answers held for clients now: written and not yet
+            taken by the kernel, or expected from requests being answered.
+        write_pauses: Times a connection stopped producing answers because its
+            client did not read them.
+        accept_errors: Accepts that failed for want of file descriptors.
     """
 
     connections: int
@@ -83,29 +103,9 @@ class ServerStatistics(msgspec.Struct, frozen=True):
     bytes_out: int
     errors: dict[str, int]
     closing: bool
-
-
-class Counters:
-    """The server's running totals; only the loop thread touches them, and they only grow."""
-
-    __slots__ = (
-        "bytes_in",
-        "bytes_out",
-        "connections_total",
-        "errors",
-        "frames_in",
-        "frames_out",
-        "refused",
-    )
-
-    def __init__(self) -> None:
-        self.connections_total = 0
-        self.refused = 0
-        self.frames_in = 0
-        self.frames_out = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.errors: dict[str, int] = {}
+    queued_bytes: int = 0
+    write_pauses: int = 0
+    accept_errors: int = 0
 
 
 class Server:
@@ -119,8 +119,7 @@ class Server:
             201}``), so a handler can return an actor's reply as it is.
         batch_handlers: Ops that also take their requests read together (see
             :data:`BatchHandler`); a lone request still goes to its :data:`Handler`.
-        counters: Running totals (see :meth:`statistics`).
-        inflight: Requests read and not yet answered, over every connection.
+        state: What its connections share with it: bounds, handler tables, counters.
     """
 
     def __init__(
@@ -136,26 +135,64 @@ class Server:
         self.config = config
         self.bus = bus
         self.loop = asyncio.get_running_loop()
-        self.handlers: dict[str, Handler] = {OP_PING: _ping, OP_STATS: self._stats}
-        self.handlers.update(handlers)
-        self.statuses: dict[str, int] = dict(statuses or {})
-        self.batch_handlers: dict[str, BatchHandler] = dict(batch_handlers or {})
-        self.counters = Counters()
-        # Requests read and not yet answered (or, for a lost connection, not yet
-        # finished). Changed by connections only: +1 per request read, -n as answers leave.
-        self.inflight = 0
-        self.closing = False
+        table: dict[str, Handler] = {OP_PING: _ping, OP_STATS: self._stats}
+        table.update(handlers)
+        self.state = ServerState(config, table, batch_handlers or {}, statuses or {})
         self._connections: set[Connection] = set()
-        # Connections that stopped reading at a bound, resumed as room comes free.
-        self._waiting: set[Connection] = set()
         self._orphans: set[asyncio.Future[Any]] = set()
-        self._listener: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: set[asyncio.Future[Any]] = set()
+        self._accept_retry: asyncio.TimerHandle | None = None
+        self._accept_logged = -ACCEPT_LOG_EVERY_S
+        self._accept_unlogged = 0
         self._lock_fd: int | None = None
         self._inode: tuple[int, int] | None = None
         self._closed: anyio.Event | None = None  # set once a shutdown has finished
-        # The HTTP hook (docs/http.md): takes a connection whose first byte starts an
-        # HTTP method token, with that first read; None serves the two framings only.
-        self.hand_over: Callable[[asyncio.Transport, bytes], None] | None = None
+
+    # ---- what the state record holds, by its old names ---------------------------
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        """The ops it answers, by name (``ping`` and ``stats`` built in)."""
+        return self.state.handlers
+
+    @property
+    def batch_handlers(self) -> dict[str, BatchHandler]:
+        """Ops that also take their requests read together."""
+        return self.state.batch_handlers
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """Success statuses by op, for ops that do not answer 200."""
+        return self.state.statuses
+
+    @property
+    def counters(self) -> Counters:
+        """Running totals (see :meth:`statistics`)."""
+        return self.state.counters
+
+    @property
+    def inflight(self) -> int:
+        """Requests read and not yet answered, over every connection."""
+        return self.state.inflight
+
+    @property
+    def closing(self) -> bool:
+        """Whether a shutdown has begun."""
+        return self.state.closing
+
+    @property
+    def hand_over(self) -> Callable[[asyncio.Transport, bytes], None] | None:
+        """The HTTP hook (``docs/http.md``), or ``None`` to serve the two framings only.
+
+        It takes a connection whose first byte starts an HTTP method token, with that
+        first read.
+        """
+        return self.state.hand_over
+
+    @hand_over.setter
+    def hand_over(self, hook: Callable[[asyncio.Transport, bytes], None] | None) -> None:
+        self.state.hand_over = hook
 
     # ---- lifecycle --------------------------------------------------------------
 
@@ -167,14 +204,89 @@ class Server:
         """
         self._lock_fd, sock, self._inode = await anyio.to_thread.run_sync(claim_path, self.path)
         try:
-            self._listener = await self.loop.create_unix_server(
-                lambda: Connection(self), sock=sock, backlog=backlog
-            )
+            sock.listen(backlog)
+            self.loop.add_reader(sock.fileno(), self._accept)
         except BaseException:
             sock.close()
             self._release_path()
             raise
+        self._listener = sock
         log.info("listening on %s", self.path)
+
+    def _accept(self) -> None:
+        """Accept every connection waiting (the listening socket is readable)."""
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(_ACCEPTS_PER_WAKE):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    self._out_of_fds(exc)
+                    return
+                log.warning("accept failed: %s", errno.errorcode.get(exc.errno or 0, "error"))
+                return
+            conn.setblocking(False)
+            task = self.loop.create_task(
+                self.loop.connect_accepted_socket(lambda: Connection(self), conn)
+            )
+            self._accepting.add(task)
+            task.add_done_callback(functools.partial(self._accepted, conn))
+
+    def _accepted(self, conn: socket.socket, task: asyncio.Future[Any]) -> None:
+        self._accepting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            conn.close()
+
+    def _out_of_fds(self, exc: OSError) -> None:
+        """No descriptor for a new connection: count, log (rate limited), retry soon.
+
+        The connections wait in the listen backlog meanwhile; none is refused.
+        """
+        self.state.counters.accept_errors += 1
+        self._accept_unlogged += 1
+        now = self.loop.time()
+        if now - self._accept_logged >= ACCEPT_LOG_EVERY_S:
+            name = errno.errorcode.get(exc.errno or 0, "error")
+            log.error(
+                "accept failed: out of file descriptors (%s), %d time(s) since the last "
+                "report; connections wait in the backlog, retrying every %gs",
+                name,
+                self._accept_unlogged,
+                ACCEPT_RETRY_S,
+            )
+            self._accept_logged = now
+            self._accept_unlogged = 0
+        listener = self._listener
+        if listener is None or self._accept_retry is not None:
+            return
+        self.loop.remove_reader(listener.fileno())
+        self._accept_retry = self.loop.call_later(ACCEPT_RETRY_S, self._retry_accept)
+
+    def _retry_accept(self) -> None:
+        self._accept_retry = None
+        listener = self._listener
+        if listener is None:
+            return
+        self.loop.add_reader(listener.fileno(), self._accept)
+        self._accept()
+
+    def _stop_accepting(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        # Connections the kernel completed and we did not accept yet hold requests
+        # too: they are accepted now, in the shutdown, and answered ShuttingDown.
+        self._accept()
+        self._listener = None
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
+            self._accept_retry = None
+        self.loop.remove_reader(listener.fileno())
+        listener.close()
 
     async def aclose(self) -> None:
         """Shut down gracefully: stop accepting, answer what was read, close, remove the socket.
@@ -193,10 +305,12 @@ class Server:
             self._closed.set()
 
     async def _shut_down(self) -> None:
-        self.closing = True
-        if self._listener is not None:
-            self._listener.close()
+        self.state.closing = True
+        self._stop_accepting()
         await anyio.to_thread.run_sync(self._release_path)
+        if self._accepting:
+            with anyio.move_on_after(1.0):
+                await asyncio.gather(*self._accepting, return_exceptions=True)
         for conn in list(self._connections):
             conn.begin_shutdown()
         deadline = self.config.shutdown_deadline_s
@@ -213,9 +327,9 @@ class Server:
                 await asyncio.gather(*self._orphans, return_exceptions=True)
             for fut in self._orphans:
                 fut.cancel()
-        if self._listener is not None:
+        if self._accepting:
             with anyio.move_on_after(1.0):
-                await self._listener.wait_closed()
+                await asyncio.gather(*self._accepting, return_exceptions=True)
         log.info("stopped listening on %s", self.path)
 
     async def _wait_connections(self) -> None:
@@ -251,7 +365,7 @@ class Server:
 
     def handle(self, op: str, handler: Handler) -> None:
         """Answer ``op`` with ``handler`` from now on (replacing any handler it had)."""
-        self.handlers[op] = handler
+        self.state.handlers[op] = handler
 
     def admits(self, transport: asyncio.Transport) -> bool:
         """Whether the peer may connect: its uid is on ``allowed_uids`` (when set)."""
@@ -261,63 +375,54 @@ class Server:
         uid = peer_uid(transport)
         if uid in allowed:
             return True
-        self.counters.refused += 1
+        self.state.counters.refused += 1
         log.warning("refused a connection from uid %s (not in allowed_uids)", uid)
         return False
 
     def connection_opened(self, conn: Connection) -> None:
         """A connection was accepted (and passed the uid allow-list)."""
         self._connections.add(conn)
-        self.counters.connections_total += 1
-        if self.closing:
+        self.state.counters.connections_total += 1
+        if self.state.closing:
             conn.begin_shutdown()
 
     def connection_closed(self, conn: Connection) -> None:
         """A connection is gone."""
         self._connections.discard(conn)
-        self._waiting.discard(conn)
+        self.state.forget(conn)
 
     def room(self) -> int:
         """How many more requests the server-wide bound admits now."""
-        return self.config.max_inflight_total - self.inflight
-
-    def wait_for_room(self, conn: Connection) -> None:
-        """``conn`` stopped reading at a bound; resume it when answers leave."""
-        self._waiting.add(conn)
-
-    def release(self, answered: int) -> None:
-        """``answered`` requests left the in-flight count; wake connections waiting for room."""
-        self.inflight -= answered
-        if self._waiting and self.inflight < self.config.max_inflight_total:
-            waiting = list(self._waiting)
-            self._waiting.clear()
-            for conn in waiting:
-                self.loop.call_soon(conn.resume)
+        return self.state.room()
 
     def orphan(self, fut: asyncio.Future[Any], *, counted: bool = True) -> None:
         """Keep track of accepted work whose connection is gone until it finishes."""
         self._orphans.add(fut)
         fut.add_done_callback(self._orphans.discard)
         if counted:
-            fut.add_done_callback(lambda _: self.release(1))
+            fut.add_done_callback(lambda _: self.state.release(1))
 
     # ---- reporting ----------------------------------------------------------------
 
     def statistics(self) -> ServerStatistics:
         """A snapshot of the server's counters."""
-        c = self.counters
+        state = self.state
+        c = state.counters
         return ServerStatistics(
             connections=len(self._connections),
             connections_total=c.connections_total,
             refused=c.refused,
-            inflight=self.inflight,
+            inflight=state.inflight,
             streams=sum(conn.streams for conn in self._connections),
             frames_in=c.frames_in,
             frames_out=c.frames_out,
             bytes_in=c.bytes_in,
             bytes_out=c.bytes_out,
             errors=dict(c.errors),
-            closing=self.closing,
+            closing=state.closing,
+            queued_bytes=state.queued_bytes,
+            write_pauses=c.write_pauses,
+            accept_errors=c.accept_errors,
         )
 
     def _stats(self, request: Request) -> dict[str, Any]:

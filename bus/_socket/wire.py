@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from contracts import FRAME_HEADER_BYTES, FrameTooLarge, Framing, InvalidRequest
+from contracts import FRAME_HEADER_BYTES, ActorbusError, FrameTooLarge, Framing, InvalidRequest
 
 __all__ = ["FrameReader", "FrameWriter", "Request", "Result", "parse_request"]
 
@@ -244,14 +244,15 @@ class Request(msgspec.Struct, eq=False, gc=False):
         op: The op name (empty when the frame had none).
         body: The frame's payload.
         framing: The connection's framing.
-        error: Set when the frame could not be read as a request; never dispatched.
+        error: Set when the frame could not be read as a request (or was read after a
+            shutdown began); such a request is answered with it, never dispatched.
     """
 
     id: Any
     op: str
     body: memoryview | bytes
     framing: Framing
-    error: InvalidRequest | None = None
+    error: ActorbusError | None = None
 
     def decode(self, type: type[T]) -> T:
         """Decode the whole frame as ``type`` (an :class:`~contracts.OpRequest` subclass).
@@ -340,6 +341,27 @@ def describe_decode_error(exc: BaseException, framing: Framing) -> str:
     return f"the frame is not a valid {kind} request"
 
 
+_BAD_ID: Final = "the request id is not valid UTF-8"
+
+
+def _unsafe_id(rid: msgspec.Raw, framing: Framing) -> bool:
+    """Whether an id cannot be echoed as it is: text in it is not valid UTF-8.
+
+    The raw id is echoed byte for byte, so it is checked here (only when it is not
+    all ASCII): a response must stay valid JSON, or valid MessagePack text.
+    """
+    if bytes(rid).isascii():
+        return False
+    try:
+        if framing == "jsonl":
+            msgspec.json.decode(rid)
+        else:
+            msgspec.msgpack.decode(rid)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return True
+    return False
+
+
 def parse_requests(bodies: list[memoryview], framing: Framing) -> list[Request]:
     """:func:`parse_request` for every frame of one read, the heads decoded in one C-level pass."""
     try:
@@ -350,8 +372,9 @@ def parse_requests(bodies: list[memoryview], framing: Framing) -> list[Request]:
     append = requests.append
     for head, body in zip(heads, bodies, strict=True):
         op = head.op
-        if type(op) is str:
-            append(Request(head.id if len(head.id) else None, op, body, framing))
+        rid = head.id
+        if type(op) is str and not (len(rid) and _unsafe_id(rid, framing)):
+            append(Request(rid if len(rid) else None, op, body, framing))
         else:
             append(parse_request(body, framing))
     return requests
@@ -364,6 +387,9 @@ def parse_request(body: memoryview | bytes, framing: Framing) -> Request:
     except Exception as exc:
         return Request(None, "", body, framing, InvalidRequest(describe_decode_error(exc, framing)))
     rid = head.id if len(head.id) else None
+    if rid is not None and _unsafe_id(rid, framing):
+        # Answered with id null: the id cannot be echoed as valid text.
+        return Request(None, "", body, framing, InvalidRequest(_BAD_ID))
     op = head.op
     if type(op) is not str:
         what = "has no op" if op is None else "has an op that is not a string"

@@ -56,6 +56,10 @@ class SlowRequest(Echo, frozen=True, tag="slow"):
     seconds: float = 0.05
 
 
+class BlobRequest(Echo, frozen=True, tag="blob"):
+    size: int
+
+
 class StreamRequest(Echo, frozen=True, tag="stream"):
     count: int = 3
 
@@ -86,6 +90,12 @@ def make_handlers(
     def created(request: Request) -> Result:
         return Result({"created": True}, 201)
 
+    async def blob(request: Request) -> str:
+        # A small request with a large answer, given later (like ``live.read``).
+        size = request.decode(BlobRequest).size
+        await anyio.sleep(0)
+        return "x" * size
+
     async def stream(request: Request) -> AsyncIterator[int]:
         count = request.decode(StreamRequest).count
         for i in range(count):
@@ -109,6 +119,7 @@ def make_handlers(
         "busy": busy,
         "created": created,
         "stream": stream,
+        "blob": blob,
     }
     if topic is not None:
         handlers["follow"] = follow

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import struct
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ import pytest
 from support.socket_ops import SECRET, make_handlers, short_dir
 
 from bus import FrameReader, FrameWriter, Server, Topic, serve_unix
-from contracts import Framing, ServerConfig
+from contracts import Framing, InvalidRequest, ServerConfig, load_config
 
 pytestmark = pytest.mark.anyio
 
@@ -436,3 +438,115 @@ async def test_requests_read_after_a_pause_are_answered_even_when_nothing_waits_
             fut.set_result("open")
         answers = await raw.read(5)
     assert answers == [ok(0, "open"), ok(1, "open")] + [ok(i, {"pong": True}) for i in range(2, 5)]
+
+
+# ---- bytes bounds, stalls, half-close of finite streams, ids ------------------------
+
+
+async def test_answers_are_produced_only_while_the_peer_reads(sock_path: Path) -> None:
+    # Small requests, large answers, never read: held in bytes, not in answers.
+    bound = 256 * 1024
+    async with (
+        running(sock_path, max_queued_bytes_per_connection=bound) as run,
+        connect(sock_path) as raw,
+    ):
+        await raw.send(*({"id": i, "op": "blob", "size": 100_000} for i in range(400)))
+        await wait_until(lambda: run.server.statistics().write_pauses >= 1)
+        await anyio.sleep(0.3)
+        stats = run.server.statistics()
+        # At most the bound plus one answer, plus what requests being answered are
+        # expected to add (a sixteenth of the bound each while none was seen).
+        assert 0 < stats.queued_bytes <= bound + 100_200 + bound
+        assert stats.frames_out < 400  # the rest wait, unencoded
+        answers = await raw.read(400)
+        assert [a["id"] for a in answers] == list(range(400))
+        assert all(len(a["result"]) == 100_000 for a in answers)
+        await wait_until(lambda: run.server.statistics().queued_bytes == 0)
+
+
+async def test_a_stream_waits_while_its_peer_does_not_read(sock_path: Path) -> None:
+    bound = 64 * 1024
+    async with (
+        running(sock_path, max_queued_bytes_per_connection=bound) as run,
+        connect(sock_path) as raw,
+    ):
+        await raw.send({"id": 1, "op": "follow"})
+        await wait_until(lambda: run.topic.subscriber_count == 1)
+        item = "z" * 10_000
+        for _ in range(60):  # within the subscription's buffer of 64
+            run.topic.publish(item)
+            await anyio.sleep(0.005)  # one at a time: each could be written at once
+        await anyio.sleep(0.2)
+        stats = run.server.statistics()
+        assert stats.frames_out < 60
+        assert stats.queued_bytes <= bound + 256 * 10_100
+        events = await raw.read(60)
+        assert [e["data"] for e in events] == [item] * 60
+
+
+_STALL = """
+import os, signal, socket, sys, time
+pid, fd = int(sys.argv[1]), int(sys.argv[2])
+time.sleep(0.05)
+os.kill(pid, signal.SIGSTOP)  # the whole process stalls, its loop inside its poll
+try:
+    client = socket.socket(fileno=fd)
+    client.sendall(b'}\\n{"id":2,"op":"ping"}\\n')  # lands in the kernel's buffer
+    client.detach()
+    time.sleep(0.6)  # longer than idle_timeout_s
+finally:
+    os.kill(pid, signal.SIGCONT)
+"""
+
+
+@pytest.mark.allow_blocking  # the process is stopped on purpose: a stall past the timer
+async def test_a_stall_past_the_idle_timeout_with_the_frame_in_the_kernel_is_answered(
+    sock_path: Path,
+) -> None:
+    async with running(sock_path, idle_timeout_s=0.2), connect(sock_path, "jsonl") as raw:
+        await raw.stream.send(b'{"id":1,"op":"echo","value":"a"')
+        await anyio.sleep(0.05)  # read: a frame started, its timer armed
+        fd = raw.stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno()
+        helper = await anyio.open_process(
+            [sys.executable, "-c", _STALL, str(os.getpid()), str(fd)], pass_fds=(fd,)
+        )
+        async with helper:
+            assert await helper.wait() == 0
+        assert await raw.read(2) == [ok(1, "a"), ok(2, {"pong": True})]
+
+
+async def test_a_finite_stream_then_a_half_close_is_sent_in_full(sock_path: Path) -> None:
+    async with running(sock_path), connect(sock_path) as raw:
+        await raw.send({"id": 1, "op": "stream", "count": 5000}, {"id": 2, "op": "ping"})
+        await raw.stream.send_eof()
+        messages = await raw.read(5002)
+        assert [m["data"] for m in messages[:5000]] == list(range(5000))
+        assert messages[5000:] == [ok(1, {"events": 5000}), ok(2, {"pong": True})]
+        assert await raw.closed_by_server()
+
+
+@pytest.mark.parametrize("framing", ["jsonl", "msgpack"])
+async def test_an_id_that_is_not_valid_utf8_is_answered_with_id_null(
+    sock_path: Path, framing: Framing
+) -> None:
+    if framing == "jsonl":
+        bad = b'{"id":"a\xff\xfe","op":"ping"}\n'
+    else:
+        body = b"\x82\xa2id\xa3a\xff\xfe\xa2op\xa4ping"
+        bad = struct.pack(">I", len(body)) + body
+    async with running(sock_path), connect(sock_path, framing) as raw:
+        await raw.stream.send(bad)
+        await raw.send({"id": "é", "op": "ping"})
+        first, second = await raw.read(2)  # decoded: valid JSON / MessagePack
+        assert shape(first) == err(None, "InvalidRequest", 400)
+        assert "UTF-8" in first["error"]["message"]
+        assert second == ok("é", {"pong": True})
+
+
+@pytest.mark.parametrize("key", ["max_queued_bytes_per_connection", "max_queued_bytes_total"])
+@pytest.mark.parametrize("value", [0, -5, 1 << 41])
+def test_the_bytes_bounds_are_validated(key: str, value: int) -> None:
+    with pytest.raises(InvalidRequest, match=key):
+        load_config(f"[server]\n{key} = {value}\n")
+    config = load_config(f"[server]\n{key} = {8 << 20}\n")
+    assert getattr(config.server, key) == 8 << 20
