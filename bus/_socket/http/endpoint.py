@@ -176,11 +176,9 @@ class HttpEndpoint:
         return self.listening
 
     def opened(self, protocol: HttpProtocol) -> None:
-        """A connection started speaking HTTP."""
+        """A connection started speaking HTTP (during a shutdown it reads one request)."""
         self._connections.add(protocol)
         self.counters.connections_total += 1
-        if self.closing:
-            protocol.begin_shutdown()
 
     def closed(self, protocol: HttpProtocol) -> None:
         """A connection is gone."""

@@ -78,6 +78,10 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._endpoint.opened(self)
+        if self._endpoint.closing:
+            # Opened during the shutdown: its first request is the last one read,
+            # answered ShuttingDown (see begin_shutdown).
+            self._reader.closing = True
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -191,7 +195,14 @@ class HttpProtocol(asyncio.Protocol):
         if out:
             self._endpoint.counters.bytes_out += len(out)
             transport.write(out)
-        if close or (self._reader.closing and not pending and self._stream is None):
+        reader = self._reader
+        if close or (
+            reader.closing
+            and not pending
+            and self._stream is None
+            # A request being read when the shutdown began is read to its end.
+            and (reader.stopped or reader.phase is Phase.IDLE)
+        ):
             self._close()
             return
         if not pending and self._continue_wanted:
@@ -300,11 +311,20 @@ class HttpProtocol(asyncio.Protocol):
     # ---- server control ------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
-        """Answer what was read, end a stream, then close; an idle connection closes now."""
-        self._reader.closing = True
-        self._reader.stop()
+        """Answer what was read, end a stream, then close; an idle connection closes now.
+
+        A connection still answering goes on reading until one more request is
+        complete: that request is answered ``503 ShuttingDown`` with ``Connection:
+        close`` after the answers before it, and nothing after it is read. A client
+        therefore learns why its request was refused instead of seeing the
+        connection drop.
+        """
+        reader = self._reader
+        reader.closing = True
         if self._stream is not None:
             self._stream.cancel()
+        if not self._pending and reader.phase is Phase.IDLE:
+            reader.stop()  # nothing read, nothing owed: close now
         self._flush()
 
     def abort(self) -> None:
