@@ -296,7 +296,7 @@ def peer_rtt(ctx: Context) -> Measurement:
 
 
 def http_pipelined(ctx: Context) -> Measurement:
-    per_client = ctx.scale(30_000, 3_000)
+    per_client = ctx.scale(30_000, 8_000)
     with _service(ctx) as path:
         _open(path, [f"http-append-{n}" for n in range(CLIENTS)])
         result = _drive(path, "append", per_client)

@@ -53,19 +53,29 @@ _REASONS = {
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class _Date:
-    """The ``Date`` header, formatted once a second."""
+class _Heads:
+    """Status line, ``Date`` and ``Content-Type`` of each kind of answer, built once a second."""
 
     second = -1
-    value = b""
+    built: dict[tuple[int, str | None], bytes] = {}
 
     @classmethod
-    def now(cls) -> bytes:
+    def get(cls, status: int, content_type: str | None) -> bytes:
         second = int(time.time())
         if second != cls.second:
             cls.second = second
-            cls.value = formatdate(second, usegmt=True).encode()
-        return cls.value
+            cls.built = {}
+        key = (status, content_type)
+        head = cls.built.get(key)
+        if head is None:
+            date = formatdate(second, usegmt=True).encode()
+            reason = _REASONS.get(status, "Unknown").encode()
+            head = b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (status, reason, date)
+            if content_type is not None and status != 304:
+                head += b"content-type: %s\r\n" % content_type.encode()
+            if len(cls.built) < 64:  # the kinds are the code's own; the bound is a guard
+                cls.built[key] = head
+        return head
 
 
 class AnswerWriter:
@@ -106,13 +116,7 @@ class AnswerWriter:
         out: bytearray,
     ) -> None:
         """Status line and headers, then ``body``; ``None`` means a chunked body follows."""
-        out += b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (
-            status,
-            _REASONS.get(status, "Unknown").encode(),
-            _Date.now(),
-        )
-        if content_type is not None and status != 304:
-            out += b"content-type: %s\r\n" % content_type.encode()
+        out += _Heads.get(status, content_type)
         if body is None:
             out += b"transfer-encoding: chunked\r\n"
         elif status != 304:

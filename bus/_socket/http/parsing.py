@@ -46,7 +46,7 @@ class RequestReader:
         max_header: The limit on the request line and headers, in bytes.
         max_body: The limit on a body, in bytes.
         extra_headers: The headers every answer to a request carries (CORS), from its
-            headers.
+            headers; ``None`` when no request gets any.
         on_continue: Called when a request asks for ``100 Continue``.
 
     Attributes:
@@ -65,7 +65,7 @@ class RequestReader:
         tcp: bool,
         max_header: int,
         max_body: int,
-        extra_headers: Callable[[dict[str, str]], dict[str, str] | None],
+        extra_headers: Callable[[dict[str, str]], dict[str, str] | None] | None,
         on_continue: Callable[[], None],
     ) -> None:
         self._clock = clock
@@ -83,7 +83,8 @@ class RequestReader:
         # The request being parsed. Only the parser's callbacks change these.
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._header_bytes = 0
+        self._header_bytes = 0  # bytes read since the request began (the limit on a read)
+        self._header_size = 0  # the request line's target and headers, as parsed
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._sized = False  # the request said how long its body is (length or chunked)
@@ -128,33 +129,39 @@ class RequestReader:
         self.since = self._clock()
         self._url = b""
         self._headers = {}
+        self._header_size = 0
         self._body = []
         self._body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._header_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
+        self._header_size += len(name) + len(value) + 4
+        key = _NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
         headers = self._headers
-        size = len(self._url) + sum(len(k) + len(v) + 4 for k, v in headers.items())
-        if size > self._max_header:
+        if self._header_size > self._max_header:
             self._stop(headers_too_large(self._max_header))
         self.phase = Phase.BODY
         self.since = self._clock()
         self._header_bytes = 0
         length = headers.get("content-length")
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        coding = headers.get("transfer-encoding")
+        chunked = coding is not None and "chunked" in coding.lower()
         self._sized = length is not None or chunked
         # llhttp has already refused a Content-Length that is not a number.
         if length is not None and not chunked and int(length) > self._max_body:
             self._stop(body_too_large(self._max_body))
-        if headers.get("expect", "").lower() == "100-continue":
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue":
             self._on_continue()
 
     def on_body(self, body: bytes) -> None:
@@ -168,21 +175,33 @@ class RequestReader:
         assert parser is not None
         self.phase = Phase.IDLE
         self.since = self._clock()
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         keep_alive = parser.should_keep_alive() and not self.closing
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        parts = self._body
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._body = []
-        try:
-            parsed = httptools.parse_url(self._url)
-        except httptools.HttpParserInvalidURLError:
-            self._stop(HttpError(400, "InvalidRequest", "the request target is not a valid URL"))
-        path = unquote(parsed.path.decode("latin-1"))
-        query = _query(parsed.query)
-        request = HttpRequest(method, path, query, self._headers, body, tcp=self._tcp)
+        url = self._url
+        if url[:1] == b"/" and b"?" not in url and b"%" not in url and b"#" not in url:
+            # A plain origin-form path (most requests): nothing to split or decode.
+            path = url.decode("latin-1")
+            query: dict[str, str] = {}
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                self._stop(
+                    HttpError(400, "InvalidRequest", "the request target is not a valid URL")
+                )
+            path = unquote(parsed.path.decode("latin-1"))
+            query = _query(parsed.query)
+        headers = self._headers
+        request = HttpRequest(method, path, query, headers, body, tcp=self._tcp)
         request.sized = self._sized
         if method == "HEAD":
             request.head = True
-        slot = Slot(keep_alive, request.head, self._extra_headers(self._headers))
+        extra = self._extra_headers
+        slot = Slot(keep_alive, request.head, None if extra is None else extra(headers))
         self.completed.append((request, slot))
         if not keep_alive:
             # Nothing after a request that closes the connection is read.
@@ -193,6 +212,29 @@ class RequestReader:
         """Stop parsing: ``error`` is answered after the requests before it, then close."""
         self.fatal = error
         raise _Stop()
+
+
+#: Methods as text, without decoding the common ones each time.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")}
+#: Header names as the lower-case text the request carries, for the common ones.
+_NAMES = {
+    spelled.encode(): spelled.lower()
+    for name in (
+        "Host",
+        "Content-Type",
+        "Content-Length",
+        "Connection",
+        "Accept",
+        "User-Agent",
+        "Accept-Encoding",
+        "Transfer-Encoding",
+        "Authorization",
+        "Expect",
+        "If-None-Match",
+        "Origin",
+    )
+    for spelled in (name, name.lower())
+}
 
 
 def _query(raw: bytes | None) -> dict[str, str]:

@@ -54,7 +54,7 @@ class HttpProtocol(asyncio.Protocol):
             tcp=tcp,
             max_header=config.max_header_bytes,
             max_body=endpoint.max_body_bytes,
-            extra_headers=endpoint.cors_headers,
+            extra_headers=endpoint.cors_headers if endpoint.cors else None,
             on_continue=self._continue,
         )
         self._dispatcher = Dispatcher(endpoint, self._on_done)
