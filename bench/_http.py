@@ -10,7 +10,7 @@ process too (``bench/_service.py``), and both are driven by the same clients:
 - pipelined: 4 client processes, one keep-alive connection and one session each,
   pre-encoded requests in two windows of 256 in flight; every response is parsed
   by httptools (llhttp) and its status counted. Requests/s from the moment all four
-  start to the last answer.
+  start to the last answer, the best of three rounds against the same server.
 - rtt: one client in this process, one request at a time, the best of five round
   medians (as ``append.socket.rtt_p50_us`` is measured).
 
@@ -47,6 +47,7 @@ CLIENTS = 4
 WINDOW = 256
 BULK = 512  # events per POST /v1/events
 BULK_WINDOW = 2  # bulk requests in flight per client
+ROUNDS = 3  # pipelined rounds per scenario against one server, the best reported
 _HEAD = b"POST %s HTTP/1.1\r\nhost: localhost\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n"
 _JSON = b"application/json"
 _NDJSON = b"application/x-ndjson"
@@ -272,11 +273,19 @@ def _rtt_rounds(path: Path, request: bytes, count: int, ctx: Context) -> Measure
     )
 
 
+def _rounds(path: Path, kind: str, per_client: int, etag: str = "") -> dict[str, Any]:
+    """The best of ``ROUNDS`` drives against one server (interference only ever lowers)."""
+    results = [_drive(path, kind, per_client, etag) for _ in range(ROUNDS)]
+    rates = [r["requests"] / r["elapsed_s"] for r in results]
+    best = results[rates.index(max(rates))]
+    return {**best, "runs": [round(rate) for rate in rates]}
+
+
 def _pipelined(result: dict[str, Any], extra: dict[str, Any]) -> Measurement:
     return Measurement(
         round(result["requests"] / result["elapsed_s"]),
         "requests/s",
-        {"clients": CLIENTS, "requests": result["requests"], **extra},
+        {"clients": CLIENTS, "requests": result["requests"], "runs": result["runs"], **extra},
     )
 
 
@@ -284,9 +293,9 @@ def _pipelined(result: dict[str, Any], extra: dict[str, Any]) -> Measurement:
 
 
 def peer_pipelined(ctx: Context) -> Measurement:
-    per_client = ctx.scale(2_500, 300)
+    per_client = ctx.scale(1_000, 300)
     with _peer(ctx) as (_, path):
-        result = _drive(path, "append", per_client)
+        result = _rounds(path, "append", per_client)
     return _pipelined(result, {"window": WINDOW, "server": "fastapi+uvicorn"})
 
 
@@ -299,7 +308,7 @@ def http_pipelined(ctx: Context) -> Measurement:
     per_client = ctx.scale(30_000, 8_000)
     with _service(ctx) as path:
         _open(path, [f"http-append-{n}" for n in range(CLIENTS)])
-        result = _drive(path, "append", per_client)
+        result = _rounds(path, "append", per_client)
     return _pipelined(result, {"window": WINDOW})
 
 
@@ -307,11 +316,12 @@ def http_bulk(ctx: Context) -> Measurement:
     requests = ctx.scale(60, 8)
     with _service(ctx) as path:
         _open(path, [f"http-bulk-{n}" for n in range(CLIENTS)])
-        result = _drive(path, "bulk", requests)
+        result = _rounds(path, "bulk", requests)
+    rates = [round(rate * BULK) for rate in result["runs"]]
     return Measurement(
         round(result["events"] / result["elapsed_s"]),
         "events/s",
-        {"clients": CLIENTS, "events": result["events"], "per_request": BULK},
+        {"clients": CLIENTS, "events": result["events"], "per_request": BULK, "runs": rates},
     )
 
 
@@ -329,7 +339,7 @@ def http_not_modified(ctx: Context) -> Measurement:
         data.mkdir(exist_ok=True)
         (data / "live-data.json").write_bytes(json.dumps(_DOCUMENT).encode())
         etag = _etag(path)
-        result = _drive(path, "live", per_client, etag)
+        result = _rounds(path, "live", per_client, etag)
     return _pipelined(result, {"window": WINDOW})
 
 
