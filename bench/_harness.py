@@ -76,6 +76,13 @@ class Scenario:
     target: Target | None = None
     baseline: bool = False
     doc: str = ""
+    #: Targets beyond ``target``, each against its own baseline; all must be met.
+    also: tuple[Target, ...] = ()
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every target of the scenario, ``target`` first."""
+        return ((self.target,) if self.target is not None else ()) + self.also
 
     @property
     def is_async(self) -> bool:

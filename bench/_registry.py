@@ -17,6 +17,7 @@ MODULES: list[str] = [
     "bench._recording",
     "bench._floors",
     "bench._service",
+    "bench._http",
 ]
 
 

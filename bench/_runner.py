@@ -16,10 +16,10 @@ from typing import Any, TextIO
 from actorbus import Progress
 from bus import run, uvloop_available
 
-from ._harness import Context, Measurement, Scenario, Skip, cpu_count
+from ._harness import Context, Measurement, Scenario, Skip, Target, cpu_count
 from ._registry import all_scenarios
 
-__all__ = ["judge", "run_bench"]
+__all__ = ["judge", "judge_target", "run_bench"]
 
 
 def _measure(scenario: Scenario, ctx: Context) -> Measurement:
@@ -30,10 +30,16 @@ def _measure(scenario: Scenario, ctx: Context) -> Measurement:
 
 
 def judge(scenario: Scenario, value: float, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The target verdict of one figure against the figures of the same run."""
-    target = scenario.target
-    if target is None:
+    """The verdict on the scenario's first target against the figures of the same run."""
+    if scenario.target is None:
         return {}
+    return judge_target(scenario.target, value, results)
+
+
+def judge_target(
+    target: Target, value: float, results: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The verdict on one target against the figures of the same run."""
     verdict: dict[str, Any] = {
         "baseline": target.baseline,
         "required_ratio": target.ratio,
@@ -64,8 +70,13 @@ def _fmt(value: float) -> str:
 def _table(rows: list[tuple[str, dict[str, Any]]], out: TextIO) -> None:
     header = ("scenario", "value", "unit", "ratio", "target", "met")
     lines = [header]
-    for name, entry in rows:
-        target = entry.get("target") or {}
+    # A scenario with more than one target has a line per target.
+    expanded = [
+        (name, entry, target)
+        for name, entry in rows
+        for target in [entry.get("target") or {}, *entry.get("also", ())]
+    ]
+    for name, entry, target in expanded:
         ratio = target.get("ratio")
         if target:
             sign = ">=" if target["better"] == "higher" else "<="
@@ -123,7 +134,7 @@ def run_bench(
     chosen = {s.name for s in pool if not only or s.name.startswith(tuple(only))}
     # A chosen scenario's baseline runs too, or its target could not be judged.
     chosen |= {
-        s.target.baseline for s in pool if s.name in chosen and s.target and s.target.baseline
+        t.baseline for s in pool if s.name in chosen for t in s.targets if t.baseline is not None
     }
     scenarios = [s for s in pool if s.name in chosen]
     if not scenarios:
@@ -155,6 +166,8 @@ def run_bench(
             verdict = judge(scenario, measurement.value, results)
             if verdict:
                 entry["target"] = verdict
+            if scenario.also:
+                entry["also"] = [judge_target(t, measurement.value, results) for t in scenario.also]
             results[scenario.name] = entry
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
@@ -164,7 +177,11 @@ def run_bench(
     _table(list(results.items()), out)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}", file=out)
-    missed = [n for n, e in results.items() if (e.get("target") or {}).get("met") is False]
+    missed = [
+        n
+        for n, e in results.items()
+        if any(v.get("met") is False for v in [e.get("target") or {}, *e.get("also", ())])
+    ]
     print(
         f"\n{len(results)} scenarios in {elapsed:.1f}s ({'quick' if quick else 'full'}); "
         + (f"targets missed: {', '.join(missed)}" if missed else "every target met"),

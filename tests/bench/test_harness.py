@@ -153,3 +153,26 @@ def test_a_scenario_that_cannot_run_is_skipped_with_its_reason(tmp_path: Path):
     document = json.loads(path.read_text())
     assert document["skipped"] == {"peer.x": "peer library missing: install the bench extra"}
     assert document["scenarios"]["ours.x"]["target"]["met"] is None
+
+
+def test_every_target_of_a_scenario_is_judged_and_its_baselines_run(tmp_path: Path):
+    scenarios = [
+        Scenario("base.a", _fixed(100.0), baseline=True),
+        Scenario("base.b", _fixed(10.0), baseline=True),
+        Scenario("ours.x", _fixed(300.0), Target("base.a", 2.0), also=(Target("base.b", 40.0),)),
+    ]
+    out = io.StringIO()
+    path = tmp_path / "out.json"
+    code = run_bench(
+        quick=True, only=["ours"], json_path=path, out=out, err=io.StringIO(), scenarios=scenarios
+    )
+    # The first target is met (3 x base.a), the second is not (30 x base.b).
+    assert code == 1
+    assert "targets missed: ours.x" in out.getvalue()
+    ours = json.loads(path.read_text())["scenarios"]["ours.x"]
+    assert ours["target"]["met"] is True
+    assert [(v["baseline"], v["ratio"], v["met"]) for v in ours["also"]] == [
+        ("base.b", 30.0, False)
+    ]
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("ours.x")]
+    assert len(rows) == 2 and "base.a" in rows[0] and "base.b" in rows[1]

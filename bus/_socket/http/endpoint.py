@@ -137,7 +137,10 @@ class HttpEndpoint:
         self.listening: str | None = None
         self._token = token
         self._hosts = _LOCAL_HOSTS | {host.lower() for host in config.allowed_hosts}
+        self._host_seen: dict[str, bool] = {}
         self._origins = frozenset(config.cors_origins)
+        #: Whether any request may get CORS headers (an origin is configured).
+        self.cors = bool(self._origins)
         self._connections: set[HttpProtocol] = set()
         self._listener: asyncio.AbstractServer | None = None
 
@@ -176,11 +179,9 @@ class HttpEndpoint:
         return self.listening
 
     def opened(self, protocol: HttpProtocol) -> None:
-        """A connection started speaking HTTP."""
+        """A connection started speaking HTTP (during a shutdown it reads one request)."""
         self._connections.add(protocol)
         self.counters.connections_total += 1
-        if self.closing:
-            protocol.begin_shutdown()
 
     def closed(self, protocol: HttpProtocol) -> None:
         """A connection is gone."""
@@ -198,7 +199,7 @@ class HttpEndpoint:
         """
         headers = request.headers
         host = headers.get("host")
-        if host is None or _host_name(host) not in self._hosts:
+        if host is None or not self._host_allowed(host):
             raise HttpError(
                 403, "HostNotAllowed", "the Host header names no host this service answers as"
             )
@@ -213,12 +214,25 @@ class HttpEndpoint:
                 raise HttpError(
                     411, "LengthRequired", "the body needs Content-Length or chunked encoding"
                 )
-            media = headers.get("content-type", "").partition(";")[0].strip().lower()
+            sent = headers.get("content-type", "")
+            media = _MEDIA.get(sent)
+            if media is None:
+                media = sent.partition(";")[0].strip().lower()
             if media not in route.consumes:
                 raise HttpError(
                     415, "UnsupportedMediaType", f"the body must be {' or '.join(route.consumes)}"
                 )
         return route
+
+    def _host_allowed(self, host: str) -> bool:
+        """Whether a ``Host`` header names this service; the last answers are remembered."""
+        known = self._host_seen.get(host)
+        if known is None:
+            known = _host_name(host) in self._hosts
+            if len(self._host_seen) >= 64:
+                self._host_seen.clear()  # client-chosen values: the memory stays bounded
+            self._host_seen[host] = known
+        return known
 
     def _check_token(self, authorization: str | None) -> None:
         token = self._token
@@ -297,6 +311,18 @@ class HttpEndpoint:
 
     def __repr__(self) -> str:
         return f"HttpEndpoint(listening={self.listening!r})"
+
+
+#: Content types as their media type, for the common spellings.
+_MEDIA = {
+    t: t.partition(";")[0]
+    for t in (
+        "application/json",
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json; charset=utf-8",
+    )
+}
 
 
 def _host_name(host: str) -> str:
