@@ -25,58 +25,18 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import msgspec
 
 from contracts import ActorbusError, RecorderIOError
 
-from .file_store import LockContended, LogWindow
+from .store import Outcome, SessionStore
 
-__all__ = ["Committer", "Outcome", "SessionStore"]
+__all__ = ["Committer"]
 
 log = logging.getLogger("actorbus.recorder")
 
-#: How many chunks were written, and the error that stopped the rest (or None).
-Outcome = tuple[int, ActorbusError | None]
-
 _NO_THREAD: Outcome = (0, RecorderIOError("no thread available to write the session log"))
-
-
-class SessionStore(Protocol):
-    """Where session logs live. Every method blocks; call them off the event loop.
-
-    :class:`~actors.FileSessionStore` is the file implementation; another backend
-    (a stream with expected-sequence appends) implements the same five calls.
-    """
-
-    def open_session(self, user_id: str, session_id: str) -> bool:
-        """Create the session's place; return whether this call created it."""
-        ...
-
-    def append(
-        self,
-        user_id: str,
-        session_id: str,
-        chunks: Sequence[bytes],
-        *,
-        durable: bool,
-        wait: bool,
-    ) -> Outcome:
-        """Append chunks of complete lines; see :meth:`FileSessionStore.append`."""
-        ...
-
-    def read(self, user_id: str, session_id: str, offset: int, limit: int) -> bytes:
-        """Read up to ``limit`` bytes of the log from ``offset``."""
-        ...
-
-    def size(self, user_id: str, session_id: str) -> int:
-        """The log's length in bytes."""
-        ...
-
-    def window(self, user_id: str, session_id: str, offset: int, limit: int) -> LogWindow:
-        """Read from ``offset`` with the log's size and identity; see :class:`LogWindow`."""
-        ...
 
 
 class _Job(msgspec.Struct):
@@ -202,10 +162,12 @@ class Committer:
                             waiting.append(job)  # behind the job waiting for the lock
                             continue
                 try:
-                    outcome = store.append(
-                        job.user_id, job.session_id, job.chunks, durable=job.durable, wait=False
+                    tried = store.try_append(
+                        job.user_id, job.session_id, job.chunks, durable=job.durable
                     )
-                except LockContended:
+                except Exception as exc:
+                    tried = _crashed(exc)
+                if tried is None:  # the store would have to wait: a thread of its own
                     self.contended += 1
                     key = (job.user_id, job.session_id)
                     with cond:
@@ -223,8 +185,8 @@ class Committer:
                         outcome = _NO_THREAD
                     else:
                         continue
-                except Exception as exc:
-                    outcome = _crashed(exc)
+                else:
+                    outcome = tried
                 done.append((job.then, outcome))
             if done and not self._post(done):
                 with cond:
@@ -242,7 +204,7 @@ class Committer:
                 job = waiting.pop(0)
             try:
                 outcome = self._store.append(
-                    job.user_id, job.session_id, job.chunks, durable=job.durable, wait=True
+                    job.user_id, job.session_id, job.chunks, durable=job.durable
                 )
             except Exception as exc:
                 outcome = _crashed(exc)

@@ -33,15 +33,15 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from contracts import ActorbusError, MissingSessionPath, RecorderIOError
 
 from .._shared.files import file_kind
 from .events import session_path
 from .manager import create_session_dir
+from .store import LogWindow, Outcome
 
-__all__ = ["FileSessionStore", "LockContended", "LogWindow"]
+__all__ = ["FileSessionStore", "LockContended"]
 
 log = logging.getLogger("actorbus.recorder")
 
@@ -56,21 +56,6 @@ class LockContended(Exception):
 
     Nothing was written; the caller retries with ``wait=True`` on a thread of its own.
     """
-
-
-class LogWindow(NamedTuple):
-    """What one read of a session log saw, all from one open descriptor.
-
-    Attributes:
-        data: The bytes read from the requested offset.
-        size: The log's length when it was read (under the shared lock).
-        identity: Which file was read (device and inode): a log replaced by
-            another file (a rotation by rename) has another identity.
-    """
-
-    data: bytes
-    size: int
-    identity: tuple[int, int]
 
 
 def _errno_name(exc: OSError) -> str:
@@ -165,6 +150,15 @@ class FileSessionStore:
             raise _not_regular(mode)
         return False
 
+    def try_append(
+        self, user_id: str, session_id: str, chunks: Sequence[bytes], *, durable: bool
+    ) -> Outcome | None:
+        """As :meth:`append` without waiting: ``None`` when another process holds the lock."""
+        try:
+            return self.append(user_id, session_id, chunks, durable=durable, wait=False)
+        except LockContended:
+            return None
+
     def append(
         self,
         user_id: str,
@@ -172,8 +166,8 @@ class FileSessionStore:
         chunks: Sequence[bytes],
         *,
         durable: bool,
-        wait: bool,
-    ) -> tuple[int, ActorbusError | None]:
+        wait: bool = True,
+    ) -> Outcome:
         """Append chunks of complete lines under the log's exclusive lock.
 
         Args:

@@ -27,9 +27,8 @@ import anyio
 from bus import Bus, Subscription
 from contracts import MissingSessionPath, RecorderIOError, ShuttingDown
 
-from .committer import SessionStore
 from .events import session_topic
-from .file_store import LogWindow
+from .store import LogWindow, SessionStore
 
 __all__ = ["READ_CHUNK", "LogCursor", "follow_lines", "replay_lines"]
 

@@ -26,11 +26,12 @@ import anyio
 from bus import ActorRef, Bus
 from contracts import ActorbusError, AppendResult, RecorderConfig
 
-from .committer import Committer, SessionStore
+from .committer import Committer
 from .events import EventCheck, check_id
 from .file_store import FileSessionStore
 from .order import Exclusive, SessionOrder
 from .readers import follow_lines, replay_lines
+from .store import SessionStore
 from .writer import Append, AppendBatch, SessionWriter, WriterSettings
 
 __all__ = ["Queued", "Recorder"]

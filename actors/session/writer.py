@@ -26,8 +26,9 @@ import msgspec
 from bus import Actor, Bus, Later
 from contracts import ActorbusError, AppendResult, RecorderIOError
 
-from .committer import Committer, Outcome
+from .committer import Committer
 from .events import RecordedAt, session_topic
+from .store import Outcome
 
 __all__ = ["Append", "AppendBatch", "SessionWriter", "WriterSettings"]
 

@@ -13,7 +13,8 @@ import anyio
 import pytest
 
 from actors import FileSessionStore, session_path
-from actors.session.committer import Committer, Outcome
+from actors.session.committer import Committer
+from actors.session.store import LogWindow, Outcome, SessionStore
 from contracts import ActorbusError, InvalidEvent
 
 pytestmark = pytest.mark.anyio
@@ -181,3 +182,55 @@ async def test_a_completion_that_raises_is_reported_and_the_others_still_run(
     assert seen == [(1, None)]
     assert [type(context["exception"]) for context in reported] == [RuntimeError]
     assert session_path(tmp_path, "u1", "s1").read_bytes() == LINE * 3
+
+
+class WaitOnceStore:
+    """A session store that is not the file store: it delegates to real files, and its
+    first ``try_append`` for each session says it would have to wait."""
+
+    def __init__(self, root: Path) -> None:
+        self._files = FileSessionStore(root)
+        self.waited: list[str] = []
+        self._tried: set[str] = set()
+
+    def open_session(self, user_id: str, session_id: str) -> bool:
+        return self._files.open_session(user_id, session_id)
+
+    def append(
+        self, user_id: str, session_id: str, chunks: Sequence[bytes], *, durable: bool
+    ) -> Outcome:
+        self.waited.append(session_id)
+        return self._files.append(user_id, session_id, chunks, durable=durable)
+
+    def try_append(
+        self, user_id: str, session_id: str, chunks: Sequence[bytes], *, durable: bool
+    ) -> Outcome | None:
+        if session_id not in self._tried:
+            self._tried.add(session_id)
+            return None
+        return self._files.try_append(user_id, session_id, chunks, durable=durable)
+
+    def read(self, user_id: str, session_id: str, offset: int, limit: int) -> bytes:
+        return self._files.read(user_id, session_id, offset, limit)
+
+    def size(self, user_id: str, session_id: str) -> int:
+        return self._files.size(user_id, session_id)
+
+    def window(self, user_id: str, session_id: str, offset: int, limit: int) -> LogWindow:
+        return self._files.window(user_id, session_id, offset, limit)
+
+
+async def test_any_session_store_that_would_wait_gets_a_thread_of_its_own(
+    tmp_path: Path,
+) -> None:
+    store = WaitOnceStore(tmp_path)
+    checked: SessionStore = store  # the protocol is all the committer needs
+    store.open_session("u1", "s1")
+    committer = Committer(asyncio.get_running_loop(), checked)
+    outcomes = await asyncio.gather(
+        *(committer.submit("u1", "s1", [f"{n}\n".encode()], durable=False) for n in range(3))
+    )
+    assert outcomes == [(1, None)] * 3
+    assert committer.contended == 1
+    assert store.waited == ["s1", "s1", "s1"]  # the first waited; the rest queued behind it
+    assert session_path(tmp_path, "u1", "s1").read_bytes() == b"0\n1\n2\n"
