@@ -16,6 +16,9 @@ STATS: dict[str, Any] = {
         "frames_out": 1498,
         "bytes_in": 450000,
         "bytes_out": 90000,
+        "queued_bytes": 4096,
+        "write_pauses": 7,
+        "accept_errors": 5,
         "errors": {"InvalidEvent": 2, "UnknownOp": 1},
         "closing": False,
     },
@@ -84,6 +87,10 @@ def test_counters_gauges_and_labels_carry_the_figures() -> None:
     assert f"{handling} 0.0009\n" in text
     assert "actorbus_topic_subscribers 3\n" in text
     assert "actorbus_server_closing 0\n" in text
+    assert "# TYPE actorbus_server_queued_bytes gauge" in text
+    assert "actorbus_server_queued_bytes 4096\n" in text
+    assert "actorbus_server_write_pauses_total 7\n" in text
+    assert "actorbus_server_accept_errors_total 5\n" in text
     assert 'actorbus_build_info{version="0.1.0"} 1\n' in text
 
 
@@ -102,6 +109,7 @@ def test_the_table_lists_the_server_errors_and_one_row_per_actor() -> None:
     table = human_table(STATS)
     assert "2 connections open (9 accepted, 0 refused), 3 requests in flight, 1 streams" in table
     assert "errors: InvalidEvent 2, UnknownOp 1" in table
+    assert "4,096 answer bytes queued, 7 pauses for clients not reading, 5 accepts failed" in table
     rows = [line for line in table.splitlines() if line.startswith("SessionWriter")]
     assert len(rows) == 1
     assert rows[0].split() == [
