@@ -27,6 +27,24 @@ _SERVER: tuple[tuple[str, str, str, str], ...] = (
     ("frames_out", "actorbus_server_messages_out_total", "counter", "Responses and events sent."),
     ("bytes_in", "actorbus_server_received_bytes_total", "counter", "Bytes read from clients."),
     ("bytes_out", "actorbus_server_sent_bytes_total", "counter", "Bytes written to clients."),
+    (
+        "queued_bytes",
+        "actorbus_server_queued_bytes",
+        "gauge",
+        "Bytes of answers held for clients, not yet taken by the kernel.",
+    ),
+    (
+        "write_pauses",
+        "actorbus_server_write_pauses_total",
+        "counter",
+        "Times a connection stopped producing answers for a client that did not read.",
+    ),
+    (
+        "accept_errors",
+        "actorbus_server_accept_errors_total",
+        "counter",
+        "Connections not accepted for want of file descriptors.",
+    ),
 )
 
 # (key in stats.http, metric name, type, help)
@@ -203,6 +221,11 @@ def human_table(stats: Mapping[str, Any]) -> str:
             f"         {_n(server.get('frames_in'))} requests, {_n(server.get('frames_out'))} "
             f"answers and events, {_n(server.get('bytes_in'))} bytes in, "
             f"{_n(server.get('bytes_out'))} bytes out"
+        )
+        lines.append(
+            f"         {_n(server.get('queued_bytes'))} answer bytes queued, "
+            f"{_n(server.get('write_pauses'))} pauses for clients not reading, "
+            f"{_n(server.get('accept_errors'))} accepts failed for want of descriptors"
         )
         errors = server.get("errors") or {}
         listed = ", ".join(f"{code} {_n(count)}" for code, count in sorted(errors.items()))
