@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from bus import run
-from contracts import Config, InvalidRequest, load_config
+from contracts import Config, ConfigError, load_config
 
 from ._cmd_common import add_target_options, guarded, root_of, socket_of
 
@@ -23,15 +23,16 @@ def read_config(path: Path | None) -> Config:
     """The configuration in ``path`` (the defaults when ``None``).
 
     Raises:
-        InvalidRequest: The file cannot be read, or a key or value is invalid.
+        ConfigError: The file cannot be read, or a key is unknown or outside its
+            range (the message names the file, the key and the range).
     """
     if path is None:
         return Config()
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidRequest(f"cannot read the configuration {path}: {exc.strerror}") from None
-    return load_config(data)
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
+    return load_config(data, str(path))
 
 
 async def _serve(root: Path, config: Config, path: Path) -> int:

@@ -27,7 +27,7 @@ import msgspec
 
 from actors import Enrichment, LiveData, Provider, Recorder
 from bus import Bus, HttpEndpoint, Server, open_bus, serve_unix
-from contracts import Config, InvalidRequest
+from contracts import Config, InvalidRequest, check_config
 
 from ._layout import MAX_SOCKET_PATH_BYTES, default_socket, make_layout
 from ._version import __version__
@@ -151,13 +151,14 @@ async def open_service(
         The running service.
 
     Raises:
+        ConfigError: A configuration key is outside its range (``docs/configuration.md``).
         InvalidRequest: The configuration is unusable (overlapping scopes, a provider
             that cannot be built), the socket path is too long, or the layout cannot
             be created.
         SocketInUse: A live server already listens on the socket path.
     """
     root = Path(root)
-    config = config or Config()
+    config = check_config(config or Config())
     path = Path(socket_path) if socket_path is not None else default_socket(root)
     if listen and len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
         raise InvalidRequest(

@@ -150,9 +150,10 @@ class LiveEngine:
                 ) from None
         except ActorbusError as exc:
             # The message is safe by construction: paths and rule names, never values.
+            # A scope that is not configured is whatever the client sent: not named.
             log.info(
                 "live write rejected: scope=%s code=%s %s",
-                safe_scope_name(scope),
+                safe_scope_name(scope) if scope in self.scopes else "(unknown)",
                 exc.code,
                 exc.message,
             )

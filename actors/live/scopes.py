@@ -201,7 +201,9 @@ def check_write(
     """
     found = scopes.get(scope) if isinstance(scope, str) else None
     if found is None:
-        raise InvalidRequest(f"unknown live-data scope {safe_scope_name(scope)}")
+        # Only the configured names are shown: an unknown one is whatever the client sent.
+        known = ", ".join(sorted(scopes))
+        raise InvalidRequest(f"unknown live-data scope (the scopes are: {known})")
     if not isinstance(data, dict):
         raise InvalidRequest("live-data 'data' must be a JSON object shaped like the document")
     if found.kind == "full":
