@@ -214,7 +214,9 @@ def _field_type(path: str) -> Any:
 
 
 def _number(value: float, integer: bool) -> str:
-    return str(int(value)) if integer else f"{value:g}"
+    if integer or (float(value).is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def allowed_range(path: str) -> str | None:

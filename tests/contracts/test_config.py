@@ -85,7 +85,7 @@ def test_a_key_out_of_range_names_the_file_the_key_and_the_range(
 def test_a_configuration_built_in_python_is_checked_the_same_way() -> None:
     assert check_config(Config()) == Config()
     bad = Config(server=ServerConfig(max_frame_bytes=-5))
-    with pytest.raises(ConfigError, match="server.max_frame_bytes must be an integer from 256"):
+    with pytest.raises(ConfigError, match=r"server\.max_frame_bytes must be an integer from 256"):
         check_config(bad)
     providers = {"a": ProviderConfig(), "b": ProviderConfig(concurrency=0)}
     with pytest.raises(ConfigError, match=r"enrichment\.providers\.b\.concurrency must be"):

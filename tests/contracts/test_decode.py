@@ -84,7 +84,8 @@ def test_no_decode_error_repeats_a_key_or_value_of_the_input(
     [
         (
             b'{"op":"session.open","user_id":"u","session_id":"s","AKIAIOSFODNN7EXAMPLE":1}',
-            "invalid request: an unknown field at `$` (its fields are: op, user_id, session_id, id)",
+            "invalid request: an unknown field at `$`"
+            " (its fields are: op, user_id, session_id, id)",
         ),
         (
             b'{"op":"session.open","user_id":5,"session_id":"s"}',

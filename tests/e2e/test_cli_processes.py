@@ -25,7 +25,8 @@ def root() -> Iterator[Path]:
         ("[http]\nkeepalive_timeout_s = -1\n", "http.keepalive_timeout_s", "a number > 0"),
         ("[live_data]\nlock_stale_s = 0\n", "live_data.lock_stale_s", "a number > 0"),
         (
-            "[enrichment.providers.web]\nkind = 'http'\nurl = 'http://127.0.0.1:1/'\nbatch_size = 0\n",
+            "[enrichment.providers.web]\nkind = 'http'\nurl = 'http://127.0.0.1:1/'\n"
+            "batch_size = 0\n",
             "enrichment.providers.web.batch_size",
             "an integer from 1 to",
         ),
