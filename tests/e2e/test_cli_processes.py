@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
-from support.service import root_dir, run_cli, socket_of
+from support.service import REPO, cli, event, root_dir, run_cli, socket_of, start_serve, stop
 
 
 @pytest.fixture
@@ -45,3 +53,129 @@ def test_serve_refuses_a_bound_out_of_range_in_one_line_and_does_not_start(
     assert "InvalidRequest" not in lines[0]
     assert not socket_of(root).exists()
     assert not (root / "logs").exists()
+
+
+def _events(user: str, session: str, names: range) -> bytes:
+    return b"".join(event(user, session, f"r{n:06d}", n=n) + b"\n" for n in names)
+
+
+def _logged_ids(root: Path, user: str, session: str) -> list[str]:
+    path = root / "logs" / "users" / user / "sessions" / f"{session}.jsonl"
+    if not path.exists():
+        return []
+    return [
+        msgspec.json.decode(line)["event"]["record_id"] for line in path.read_bytes().splitlines()
+    ]
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_post_that_loses_its_service_prints_a_summary_and_how_to_resume(root: Path) -> None:
+    server = start_serve(root)
+    run_cli("session", "open", "--root", str(root), "erin", "s1")
+    post = subprocess.Popen(
+        cli("post", "--root", str(root), "--chunk", "100", "--window", "50"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert post.stdin is not None
+    first, rest = range(1000), range(1000, 1500)
+    post.stdin.write(_events("erin", "s1", first))
+    post.stdin.flush()
+    _wait_for(lambda: len(_logged_ids(root, "erin", "s1")) == 1000)
+    server.send_signal(signal.SIGKILL)
+    server.wait(30)
+    out, err = post.communicate(_events("erin", "s1", rest), timeout=60)
+    assert post.returncode == 5, err
+    counts = dict(re.findall(rb"^([a-z ]+?) +([\d,]+)", out, re.MULTILINE))
+    lines = int(counts[b"lines"].replace(b",", b""))
+    parts = [b"acknowledged", b"failed", b"not sent", b"unanswered"]
+    assert lines == sum(int(counts.get(p, b"0").replace(b",", b"")) for p in parts)
+    assert counts[b"acknowledged"] == b"1,000"
+    assert b"every line up to line 1,000 has its outcome" in err
+    assert b"resume with `actorbus post --skip 1000`" in err
+    assert b"Traceback" not in err
+
+    # Resuming as printed records every line once.
+    server = start_serve(root)
+    try:
+        resumed = run_cli(
+            "post", "--root", str(root), "--skip", "1000", input=_events("erin", "s1", range(1500))
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert b"acknowledged  500\n" in resumed.stdout
+    finally:
+        stop(server)
+    assert _logged_ids(root, "erin", "s1") == [f"r{n:06d}" for n in range(1500)]
+
+
+def _read_pty(fd: int, proc: subprocess.Popen[bytes]) -> bytes:
+    data = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the other side closed
+                break
+            if not chunk:
+                break
+            data += chunk
+        elif proc.poll() is not None:
+            break
+    return data
+
+
+def test_post_errors_are_not_printed_over_the_progress_bar(root: Path, tmp_path: Path) -> None:
+    server = start_serve(root)
+    try:
+        data = tmp_path / "events.jsonl"
+        data.write_bytes(b"{not json\n" + _events("nobody", "s1", range(3)) + b"[1]\n")
+        master, slave = pty.openpty()
+        post = subprocess.Popen(
+            cli("post", "--root", str(root), str(data)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            cwd=REPO,
+        )
+        os.close(slave)
+        shown = _read_pty(master, post)
+        post.wait(30)
+        os.close(master)
+    finally:
+        stop(server)
+    assert b"[" in shown and b"%" in shown  # the bar was drawn
+    notes = re.findall(rb"(.{0,2})actorbus: line (\d+)", shown, re.DOTALL)
+    assert sorted(n for _, n in notes) == [b"1", b"2", b"3", b"4", b"5"]
+    # Each note starts on a cleared line: the bar was wiped first, not written over.
+    assert all(before.endswith(b"\r") for before, _ in notes), shown
+
+
+def test_post_says_it_reads_standard_input_when_that_is_a_terminal(root: Path) -> None:
+    server = start_serve(root)
+    try:
+        master, slave = pty.openpty()
+        post = subprocess.Popen(
+            cli("post", "--root", str(root), "--open"),
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        os.close(slave)
+        os.write(master, event("frank", "s1", "r1") + b"\n")
+        os.write(master, b"\x04")  # Ctrl-D: the end of the input
+        out, err = post.communicate(timeout=60)
+        os.close(master)
+    finally:
+        stop(server)
+    assert err.startswith(b"actorbus: reading events from standard input")
+    assert b"acknowledged  1\n" in out
