@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +36,24 @@ def read_config(path: Path | None) -> Config:
     return load_config(data, str(path))
 
 
+def _say(text: str) -> None:
+    """A status line, stamped like the log's lines (UTC), whatever ``--log-level`` says."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    print(f"{stamp}.{int(now % 1 * 1000):03d}Z actorbus: {text}", file=sys.stderr, flush=True)
+
+
 async def _serve(root: Path, config: Config, path: Path) -> int:
     from ._service import open_service  # the actors load only when a command needs them
 
     async with open_service(root, config, path) as service:
-        print(
-            f"actorbus: serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it",
-            file=sys.stderr,
-            flush=True,
-        )
+        _say(f"serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it")
         if service.http is not None and service.http.listening is not None:
             # The bound address (a port of 0 picks one), for people and for scripts.
-            print(
-                f"actorbus: HTTP on http://{service.http.listening}/", file=sys.stderr, flush=True
-            )
-        signum = await service.wait_for_signal()
-        print(f"actorbus: {signum.name}: shutting down", file=sys.stderr, flush=True)
-    print("actorbus: stopped", file=sys.stderr, flush=True)
+            _say(f"HTTP on http://{service.http.listening}/")
+        # The server logs the signal it received; saying it again here doubled the line.
+        await service.wait_for_signal()
+    _say("stopped")
     return 0
 
 

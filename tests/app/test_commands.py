@@ -72,7 +72,8 @@ def test_post_from_a_file_counts_server_refusals_by_code(root: Path, tmp_path: P
     posted = ab(root, "post", str(data))
     assert posted.returncode == 4
     assert b"lines         2 " in posted.stdout
-    assert b"acknowledged  1\nfailed        1 (MissingSessionPath 1)\nnot sent      0" in posted.stdout
+    assert b"acknowledged  1\nfailed        1 (MissingSessionPath 1)\n" in posted.stdout
+    assert b"not sent      0\n" in posted.stdout
     assert b"line 2: MissingSessionPath" in posted.stderr
     assert b"hint: " in posted.stderr and b"--open" in posted.stderr
 

@@ -16,6 +16,8 @@ import msgspec
 import pytest
 from support.service import REPO, cli, event, root_dir, run_cli, socket_of, start_serve, stop
 
+from actorbus._version import __version__
+
 
 @pytest.fixture
 def root() -> Iterator[Path]:
@@ -179,3 +181,70 @@ def test_post_says_it_reads_standard_input_when_that_is_a_terminal(root: Path) -
         stop(server)
     assert err.startswith(b"actorbus: reading events from standard input")
     assert b"acknowledged  1\n" in out
+
+
+def test_version_prints_the_distribution_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == f"actorbus {__version__}"
+
+
+def _tail(root: Path, *args: str) -> list[str]:
+    result = run_cli("tail", "--root", str(root), "gina", "s1", *args)
+    assert result.returncode == 0, result.stderr
+    return [msgspec.json.decode(line)["event"]["record_id"] for line in result.stdout.splitlines()]
+
+
+def test_tail_prints_the_last_lines_or_all_and_then_follows_what_lands(root: Path) -> None:
+    server = start_serve(root)
+    try:
+        posted = run_cli(
+            "post", "--root", str(root), "--open", input=_events("gina", "s1", range(25))
+        )
+        assert posted.returncode == 0, posted.stderr
+        ids = [f"r{n:06d}" for n in range(25)]
+        assert _tail(root) == ids[-10:]
+        assert _tail(root, "-n", "3") == ids[-3:]
+        assert _tail(root, "-n", "0") == []
+        assert _tail(root, "--from-start") == ids
+        follower = subprocess.Popen(
+            cli("tail", "--root", str(root), "gina", "s1", "-n", "2", "-f"),
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
+        try:
+            assert follower.stdout is not None
+            shown = [follower.stdout.readline() for _ in range(2)]
+            run_cli("post", "--root", str(root), input=_events("gina", "s1", range(25, 27)))
+            shown += [follower.stdout.readline() for _ in range(2)]
+        finally:
+            follower.terminate()
+            follower.wait(30)
+        got = [msgspec.json.decode(line)["event"]["record_id"] for line in shown]
+        assert got == ["r000023", "r000024", "r000025", "r000026"]
+    finally:
+        assert stop(server) == 0
+
+
+def test_live_read_on_a_fresh_root_hints_to_write_the_full_document_first(root: Path) -> None:
+    server = start_serve(root)
+    try:
+        result = run_cli("live", "read", "--root", str(root))
+    finally:
+        stop(server)
+    assert result.returncode == 4
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith("actorbus: LiveDataInvalid: ")
+    assert lines[1].startswith("actorbus: hint: ") and "actorbus live write full" in lines[1]
+
+
+def test_service_log_lines_carry_utc_timestamps_and_none_is_written_twice(root: Path) -> None:
+    server = start_serve(root)
+    assert stop(server) == 0
+    assert server.stderr is not None
+    lines = server.stderr.read().decode().splitlines()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z actorbus: ")
+    assert lines and all(stamp.match(line) for line in lines), lines
+    said = [stamp.sub("", line).split(": ", 1)[-1] for line in lines]
+    assert len(said) == len(set(said)), lines
+    assert sum("shutting down" in line for line in lines) == 1, lines
