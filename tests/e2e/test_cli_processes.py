@@ -6,6 +6,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
 import subprocess
 import time
@@ -248,3 +249,27 @@ def test_service_log_lines_carry_utc_timestamps_and_none_is_written_twice(root: 
     said = [stamp.sub("", line).split(": ", 1)[-1] for line in lines]
     assert len(said) == len(set(said)), lines
     assert sum("shutting down" in line for line in lines) == 1, lines
+
+
+def test_demo_on_a_used_root_runs_in_a_fresh_sub_root_and_says_why(root: Path) -> None:
+    first = run_cli("demo", "--small", "--root", str(root), timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_cli("demo", "--small", "--root", str(root), timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout.decode()
+    assert f"{root} already holds files" in out
+    assert "every line checked, order kept" in out
+    assert "MISMATCH" not in out
+
+
+def test_the_demos_next_commands_run_as_printed(root: Path) -> None:
+    done = run_cli("demo", "--small", "--root", str(root), timeout=300)
+    assert done.returncode == 0
+    lines = done.stdout.decode().split("\nnext\n", 1)[1].splitlines()
+    serve = next(line for line in lines if " serve --root " in line)
+    program = shlex.split(serve.split(" serve --root ", 1)[0])
+    version = subprocess.run(
+        [*program, "--version"], capture_output=True, cwd=REPO, timeout=60, check=False
+    )
+    assert version.returncode == 0, (serve, version.stderr)
+    assert version.stdout.decode().strip() == f"actorbus {__version__}"
