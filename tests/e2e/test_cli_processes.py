@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from support.service import REPO, cli, event, root_dir, run_cli, socket_of, start_serve, stop
 
-from actorbus._version import __version__
+from actorbus import __version__
 
 
 @pytest.fixture

@@ -86,8 +86,11 @@ def test_a_scope_owning_nothing_or_a_malformed_path_is_refused(owns: list[str]) 
 
 
 def test_an_unknown_scope_is_an_invalid_request() -> None:
-    with pytest.raises(InvalidRequest, match="unknown live-data scope nope"):
+    with pytest.raises(InvalidRequest, match="unknown live-data scope") as raised:
         check_write(build_scopes({}), "nope", {"hosts": {}}, False)
+    # The configured names are listed; the one the client sent is not repeated.
+    assert "nope" not in raised.value.message
+    assert "full, host-local, trend-finder" in raised.value.message
 
 
 def test_an_unknown_scope_is_reported_before_anything_else() -> None:
