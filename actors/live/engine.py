@@ -171,7 +171,7 @@ class LiveEngine:
 
     def _write(self, scope: str, data: Any, delete: bool) -> LiveWriteResult:
         data = normalise(data)
-        found, branches = check_write(self.scopes, scope, data, delete, self.gate.redact)
+        found, branches = check_write(self.scopes, scope, data, delete)
         handle = self.lock.acquire(self.lock_wait_s)
         try:
             if found.name == FULL:

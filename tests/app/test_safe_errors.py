@@ -73,6 +73,11 @@ def _cases() -> list[tuple[str, dict[str, Any]]]:
             "data": {"schema_version": 1, "extensions": {KEY: 1}},
         },
     )
+    add("live.write outside", {"op": "live.write", "scope": "trend-finder", "data": {KEY: {}}})
+    add(
+        "live.write outside extension",
+        {"op": "live.write", "scope": "trend-finder", "data": {"extensions": {"items": {KEY: {}}}}},
+    )
     add("live.write delete", {"op": "live.write", "scope": "full", "data": {}, "delete": VALUE})
     item = {"source_id": "src", "item_id": "i1", "metadata": {}}
     for field, bad in [
