@@ -26,7 +26,11 @@ def register(subparsers: Any) -> None:
             "when a target is missed."
         ),
     )
-    parser.add_argument("--quick", action="store_true", help="smaller workloads (about a minute)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller workloads (about a quarter of the full run's time, docs/benchmarks.md)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     parser.add_argument(
         "--only",

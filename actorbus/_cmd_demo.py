@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -16,7 +18,7 @@ from ._cmd_common import guarded
 if TYPE_CHECKING:
     from ._demo import DemoReport
 
-__all__ = ["register", "summary"]
+__all__ = ["fresh_root", "register", "runnable_command", "summary"]
 
 
 def summary(report: DemoReport, out: TextIO) -> None:
@@ -51,16 +53,62 @@ def summary(report: DemoReport, out: TextIO) -> None:
         "\nnext",
         file=out,
     )
+    ab = runnable_command()
     commands = [
-        (f"actorbus serve --root {root}", "serve this root on its socket"),
-        (f"actorbus tail --root {root} demo-user s-000 -f", "follow a session"),
-        (f"actorbus post --root {root} --open FILE.jsonl", "post your own events"),
-        (f"actorbus stats --root {root} --prometheus", "the counters, for scraping"),
-        ("actorbus bench --quick", "measure against the baselines"),
+        (f"{ab} serve --root {root}", "serve this root on its socket"),
+        (f"{ab} tail --root {root} demo-user s-000 -f", "follow a session (in another shell)"),
+        (f"{ab} post --root {root} --open FILE.jsonl", "post your own events"),
+        (f"{ab} stats --root {root} --prometheus", "the counters, for scraping"),
+        (f"{ab} bench --quick", "measure against the baselines"),
     ]
     width = max(len(command) for command, _ in commands)
     for command, what in commands:
         print(f"  {command.ljust(width)}   {what}", file=out)
+
+
+def runnable_command() -> str:
+    """How to run ``actorbus`` from this shell, as it can be pasted.
+
+    ``actorbus`` itself when the command on ``PATH`` is this installation's; else the
+    console script beside this interpreter (``.venv/bin/actorbus``), or
+    ``python -m actorbus`` with this interpreter.
+    """
+    script = Path(sys.executable).parent / "actorbus"
+    found = shutil.which("actorbus")
+    if found is not None and script.exists() and Path(found).resolve() == script.resolve():
+        return "actorbus"
+    if script.exists():
+        return shlex.quote(_shortest(script))
+    return f"{shlex.quote(_shortest(Path(sys.executable)))} -m actorbus"
+
+
+def _shortest(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it, else absolute."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def fresh_root(root: Path) -> tuple[Path, str | None]:
+    """A root the demo can check line by line: ``root``, or a new directory inside it.
+
+    The demo compares every line it wrote with what is on disk, so a root that already
+    holds files (an earlier demo, a service's data) cannot be compared; the demo then
+    runs in a new sub-directory and says why.
+
+    Returns:
+        The root to use and, when it is not ``root``, the reason to print.
+    """
+    if not root.exists() or not any(root.iterdir()):
+        return root, None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    sub = Path(tempfile.mkdtemp(prefix=f"demo-{stamp}-", dir=root))
+    return sub, (
+        f"{root} already holds files (an earlier run?), which the demo's line-by-line check "
+        f"cannot tell from its own: running in the fresh {sub} instead"
+    )
 
 
 @guarded
@@ -69,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     root: Path = args.root or Path(tempfile.mkdtemp(prefix="actorbus-demo-"))
+    root, why = fresh_root(root)
+    if why is not None:
+        print(f"actorbus demo: {why}", file=out, flush=True)
     plan = (
         DemoPlan()
         if not args.small
@@ -88,7 +139,8 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the whole service on a fresh root and print a summary",
         description=(
-            "Start the service on a fresh root (a new temporary directory unless --root), "
+            "Start the service on a fresh root (a new temporary directory unless --root; a "
+            "--root that already holds files gets a new sub-directory), "
             "drive in-process and socket producers over many sessions, merge live data, run "
             "enrichment twice (the second from the cache), check every log on disk, shut "
             "down cleanly and print a summary."

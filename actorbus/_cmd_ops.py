@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from bus import ConnectionBroken, FrameReader, FrameWriter
-from contracts import OP_EVENT, OP_SUBSCRIBE, error_from_wire
+from contracts import OP_EVENT, OP_SUBSCRIBE, LiveDataInvalid, error_from_wire
 
 from ._cmd_common import (
     NOT_RUNNING,
@@ -26,6 +28,7 @@ from ._cmd_common import (
     write_json,
 )
 from ._metrics import human_table, prometheus_text
+from .cli import exit_code_for
 
 __all__ = ["register"]
 
@@ -46,21 +49,13 @@ class _Message(msgspec.Struct):
     id: Any = None
     ok: bool = False
     data: msgspec.Raw = msgspec.Raw(b"")
+    result: msgspec.Raw = msgspec.Raw(b"")
     error: dict[str, Any] | None = None
 
 
-@guarded
-def _tail(args: argparse.Namespace) -> int:
-    """Print the session's envelope lines; with ``-f``, keep printing new ones."""
+def _stream(args: argparse.Namespace, fields: dict[str, Any]) -> Iterator[bytes | int]:
+    """The envelope lines a ``subscribe`` streams, byte for byte, then its event count."""
     path = socket_of(args)
-    fields: dict[str, Any] = {
-        "id": 1,
-        "op": OP_SUBSCRIBE,
-        "user_id": args.user,
-        "session_id": args.session,
-        "from_start": True,
-        "follow": args.follow,
-    }
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
@@ -69,9 +64,8 @@ def _tail(args: argparse.Namespace) -> int:
         raise ConnectionBroken(f"cannot connect to {path}: {exc.strerror} ({NOT_RUNNING})") from exc
     reader = FrameReader(64 << 20, "jsonl")
     decode = msgspec.json.Decoder(_Message).decode
-    out = sys.stdout.buffer
     with sock:
-        sock.sendall(FrameWriter("jsonl").encode(fields))
+        sock.sendall(FrameWriter("jsonl").encode({"id": 1, "op": OP_SUBSCRIBE, **fields}))
         while True:
             data = sock.recv(1 << 18)
             if not data:
@@ -80,14 +74,51 @@ def _tail(args: argparse.Namespace) -> int:
             for frame in reader.frames():
                 message = decode(frame)
                 if message.op == OP_EVENT:
-                    out.write(bytes(message.data) + b"\n")
+                    yield bytes(message.data)
                     continue
-                out.flush()
                 if message.ok:
-                    return 0
+                    yield int(msgspec.json.decode(message.result or b"{}").get("events", 0))
+                    return
                 error = message.error or {}
                 raise error_from_wire(str(error.get("code")), str(error.get("message", "")))
-            out.flush()
+
+
+@guarded
+def _tail(args: argparse.Namespace) -> int:
+    """Print the last ``-n`` envelope lines (or all with ``--from-start``); ``-f`` follows."""
+    ids = {"user_id": args.user, "session_id": args.session}
+    out = sys.stdout.buffer
+    if args.from_start and args.follow:
+        for line in _stream(args, {**ids, "from_start": True, "follow": True}):
+            if isinstance(line, bytes):
+                out.write(line + b"\n")
+                out.flush()
+        return 0
+    # What is recorded now: all of it, or its last lines.
+    last: deque[bytes] | list[bytes] = [] if args.from_start else deque(maxlen=args.lines)
+    count = 0
+    for line in _stream(args, {**ids, "follow": False}):
+        if isinstance(line, bytes):
+            if args.from_start:
+                out.write(line + b"\n")
+            elif args.lines:
+                last.append(line)
+        else:
+            count = line
+    out.writelines(line + b"\n" for line in last)
+    out.flush()
+    if not args.follow:
+        return 0
+    # Then what lands after it: the log only grows, so the first ``count`` lines of a
+    # stream from the start are exactly the ones already printed.
+    seen = 0
+    for line in _stream(args, {**ids, "from_start": True, "follow": True}):
+        if isinstance(line, bytes):
+            seen += 1
+            if seen > count:
+                out.write(line + b"\n")
+                out.flush()
+    return 0
 
 
 @guarded
@@ -102,7 +133,19 @@ def _live_write(args: argparse.Namespace) -> int:
 @guarded
 def _live_read(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        result = client.request("live.read")
+        try:
+            result = client.request("live.read")
+        except LiveDataInvalid as exc:
+            if "no valid base" in exc.message:
+                # A fresh root: nothing was written yet, so there is nothing to read.
+                print(f"actorbus: {exc.code}: {exc.message}", file=sys.stderr)
+                print(
+                    "actorbus: hint: no document was written yet; write the whole document "
+                    "first with `actorbus live write full FILE` (scope full)",
+                    file=sys.stderr,
+                )
+                return exit_code_for(exc)
+            raise
     write_json(result["data"])
     return 0
 
@@ -137,6 +180,16 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number >= 0") from None
+    if value < 0 or value > 10_000_000:
+        raise argparse.ArgumentTypeError("must be a whole number from 0 to 10000000")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add ``session``, ``tail``, ``live``, ``enrich`` and ``stats``."""
     session = subparsers.add_parser(
@@ -156,12 +209,26 @@ def register(subparsers: Any) -> None:
     tail = subparsers.add_parser(
         "tail",
         help="print a session's recorded envelopes",
-        description="Print a session's envelope lines as recorded; -f keeps following.",
+        description=(
+            "Print a session's last envelope lines as recorded (-n, default 10; "
+            "--from-start for all); -f then keeps following."
+        ),
     )
     tail.add_argument("user", metavar="USER", help="the user id")
     tail.add_argument("session", metavar="SESSION", help="the session id")
     tail.add_argument(
-        "-f", "--follow", action="store_true", help="print new envelopes as they land"
+        "-f", "--follow", action="store_true", help="then print new envelopes as they land"
+    )
+    tail.add_argument(
+        "-n",
+        "--lines",
+        type=_count,
+        default=10,
+        metavar="N",
+        help="print the last N envelopes recorded (default 10)",
+    )
+    tail.add_argument(
+        "--from-start", action="store_true", help="print every envelope recorded, not the last N"
     )
     add_target_options(tail)
     tail.set_defaults(func=_tail)

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from bus import SyncClient
+from bus import BusError, SyncClient
 from contracts import ERRORS, ActorbusError, FrameTooLarge, InvalidEvent
 
 from ._cmd_common import add_target_options, connect, guarded, open_input
@@ -44,41 +44,76 @@ _IDS = msgspec.json.Decoder(_Ids)
 
 
 class PostSummary:
-    """What a post did: lines sent, acknowledged, failed by code, and how fast."""
+    """What a post did with each line: acknowledged, failed (by code) or not sent.
 
-    def __init__(self) -> None:
-        self.sent = 0
+    The counts add up: every line read is exactly one of acknowledged (answered 201),
+    failed (answered with an error), not sent (refused here: not an event, or over
+    the frame bound), or unanswered (sent when the connection broke, no answer).
+    """
+
+    def __init__(self, progress: Progress | None = None) -> None:
         self.acknowledged = 0
         self.failed: Counter[str] = Counter()
+        self.not_sent: Counter[str] = Counter()
+        self.unanswered = 0
         self.listed = 0
         self.seconds = 0.0
+        #: The last line number every line up to which has its outcome.
+        self.done_through = 0
+        self.progress = progress
 
-    def fail(self, line: int, error: ActorbusError) -> None:
+    @property
+    def lines(self) -> int:
+        """Lines read: acknowledged + failed + not sent + unanswered."""
+        return (
+            self.acknowledged
+            + sum(self.failed.values())
+            + sum(self.not_sent.values())
+            + self.unanswered
+        )
+
+    def fail(self, line: int, error: ActorbusError, *, sent: bool = True) -> None:
         """Count a failed line; list the first few (the messages are safe, never content)."""
-        self.failed[error.code] += 1
+        (self.failed if sent else self.not_sent)[error.code] += 1
         self.listed += 1
         if self.listed <= _LISTED:
-            print(f"actorbus: line {line}: {error.code}: {error.message}", file=sys.stderr)
+            self.say(f"actorbus: line {line}: {error.code}: {error.message}")
         elif self.listed == _LISTED + 1:
-            print("actorbus: further failures are only counted", file=sys.stderr)
+            self.say("actorbus: further failures are only counted")
+
+    def say(self, text: str) -> None:
+        """A line on stderr, never drawn over the progress bar."""
+        if self.progress is not None:
+            self.progress.note(text)
+        else:
+            print(text, file=sys.stderr)
 
     def exit_code(self) -> int:
         """0 when everything was acknowledged, else the worst failure's status class."""
-        if not self.failed:
+        codes = set(self.failed) | (set(self.not_sent) & set(ERRORS))
+        if not codes:
             return 0
-        return max(exit_code_for(ERRORS.get(code, InvalidEvent)()) for code in self.failed)
+        return max(exit_code_for(ERRORS.get(code, InvalidEvent)()) for code in codes)
 
     def report(self) -> str:
         """The summary printed at the end."""
-        failed = sum(self.failed.values())
-        by_code = ", ".join(f"{code} {count:,}" for code, count in sorted(self.failed.items()))
         rate = self.acknowledged / self.seconds if self.seconds > 0 else 0.0
-        return (
-            f"sent          {self.sent:,}\n"
+        out = (
+            f"lines         {self.lines:,} (acknowledged + failed + not sent"
+            f"{' + unanswered' if self.unanswered else ''})\n"
             f"acknowledged  {self.acknowledged:,}\n"
-            f"failed        {failed:,}{f' ({by_code})' if by_code else ''}\n"
-            f"rate          {rate:,.0f} events/s ({self.seconds:.2f}s)\n"
+            f"failed        {_counted(self.failed)}\n"
+            f"not sent      {_counted(self.not_sent)}\n"
         )
+        if self.unanswered:
+            out += f"unanswered    {self.unanswered:,} (sent; may or may not be recorded)\n"
+        return out + f"rate          {rate:,.0f} events/s ({self.seconds:.2f}s)\n"
+
+
+def _counted(counts: Counter[str]) -> str:
+    total = sum(counts.values())
+    by_code = ", ".join(f"{code} {count:,}" for code, count in sorted(counts.items()))
+    return f"{total:,}{f' ({by_code})' if by_code else ''}"
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -110,13 +145,15 @@ class _Poster:
         try:
             raw = msgspec.json.decode(line, type=msgspec.Raw)
         except (msgspec.DecodeError, RecursionError):
-            self.summary.fail(number, InvalidEvent("not valid JSON (not sent)"))
+            self.summary.fail(number, InvalidEvent("not valid JSON (not sent)"), sent=False)
             return None
         if line[:1] != b"{":  # the line is stripped
-            self.summary.fail(number, InvalidEvent("not a JSON object (not sent)"))
+            self.summary.fail(number, InvalidEvent("not a JSON object (not sent)"), sent=False)
             return None
         if len(raw) + _FRAME_OVERHEAD > self.max_frame:
-            self.summary.fail(number, FrameTooLarge("the event is over --max-frame-bytes"))
+            self.summary.fail(
+                number, FrameTooLarge("the event is over --max-frame-bytes (not sent)"), sent=False
+            )
             return None
         if self.open_sessions:
             self._open(line)
@@ -135,53 +172,111 @@ class _Poster:
         with contextlib.suppress(ActorbusError):
             self.client.request("session.open", user_id=key[0], session_id=key[1])
 
-    def send(self, chunk: list[tuple[int, msgspec.Raw]]) -> None:
-        requests = [("append", {"event": raw}) for _, raw in chunk]
-        outcomes = self.client.pipeline(requests, window=self.window)
+    def send(self, chunk: list[tuple[int, msgspec.Raw]], last: int) -> None:
+        """Send ``chunk`` a window at a time: a broken connection leaves one window unanswered.
+
+        ``last`` is the last line number read.
+        """
         summary = self.summary
-        summary.sent += len(chunk)
-        for (number, _), outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, ActorbusError):
-                summary.fail(number, outcome)
-            else:
-                summary.acknowledged += 1
+        for start in range(0, len(chunk), self.window):
+            part = chunk[start : start + self.window]
+            requests = [("append", {"event": raw}) for _, raw in part]
+            try:
+                outcomes = self.client.pipeline(requests, window=self.window)
+            except BusError:
+                summary.unanswered += len(part)
+                after = len(chunk) - start - len(part)
+                if after:
+                    summary.not_sent["read after the break"] += after
+                raise
+            for (number, _), outcome in zip(part, outcomes, strict=True):
+                if isinstance(outcome, ActorbusError):
+                    summary.fail(number, outcome)
+                else:
+                    summary.acknowledged += 1
+            summary.done_through = part[-1][0] if start + len(part) < len(chunk) else last
 
 
 @guarded
 def _run(args: argparse.Namespace) -> int:
     stream = open_input(args.file)
-    summary = PostSummary()
+    if stream is sys.stdin.buffer and sys.stdin.isatty():
+        print(
+            "actorbus: reading events from standard input, one JSON object per line "
+            "(Ctrl-D ends; give a FILE to post a file)",
+            file=sys.stderr,
+            flush=True,
+        )
     total = _size_of(stream)
     progress = Progress(sys.stderr, 1) if sys.stderr.isatty() else None
+    summary = PostSummary(progress)
+    broken: BusError | None = None
     try:
         with connect(args, framing="jsonl") as client:
             poster = _Poster(client, args, summary)
             if progress is not None:
                 progress.start(0, "posting events")
             start = time.perf_counter()
-            chunk: list[tuple[int, msgspec.Raw]] = []
-            read = 0
-            for number, line in _lines(stream):
-                read += len(line) + 1
-                raw = poster.check(number, line)
-                if raw is not None:
-                    chunk.append((number, raw))
-                if len(chunk) >= args.chunk:
-                    poster.send(chunk)
-                    chunk = []
-                    if progress is not None:
-                        progress.label = f"posted {summary.sent:,} events"
-                        progress.update(read / total if total else 0.0)
-            if chunk:
-                poster.send(chunk)
+            try:
+                _post(poster, stream, args, total)
+            except BusError as exc:
+                broken = exc
             summary.seconds = time.perf_counter() - start
     finally:
         if progress is not None:
             progress.finish()
         if stream is not sys.stdin.buffer:
             stream.close()
+    if broken is not None:
+        print(f"actorbus: {broken.message}", file=sys.stderr)
     sys.stdout.write(summary.report())
+    if broken is not None:
+        resume = " ".join(
+            part for part in ("actorbus post", "" if args.file == "-" else args.file) if part
+        )
+        print(
+            f"actorbus: stopped: every line up to line {summary.done_through:,} has its outcome"
+            f" above; resume with `{resume} --skip {summary.done_through}`"
+            + (
+                f" (the {summary.unanswered:,} unanswered lines are sent again: their"
+                " record_id tells a repeat)"
+                if summary.unanswered
+                else ""
+            ),
+            file=sys.stderr,
+        )
+        return exit_code_for(broken)
+    if summary.failed.get("MissingSessionPath") and not args.open:
+        print(
+            "actorbus: hint: MissingSessionPath means the session was never opened; "
+            "add --open to open each session first, or run `actorbus session open USER SESSION`",
+            file=sys.stderr,
+        )
     return summary.exit_code()
+
+
+def _post(poster: _Poster, stream: BinaryIO, args: argparse.Namespace, total: int) -> None:
+    summary = poster.summary
+    progress = summary.progress
+    chunk: list[tuple[int, msgspec.Raw]] = []
+    read = 0
+    number = 0
+    for number, line in _lines(stream):
+        read += len(line) + 1
+        if number <= args.skip:
+            continue
+        raw = poster.check(number, line)
+        if raw is not None:
+            chunk.append((number, raw))
+        if len(chunk) >= args.chunk:
+            poster.send(chunk, number)
+            chunk = []
+            if progress is not None:
+                progress.label = f"posted {summary.acknowledged:,} events"
+                progress.update(read / total if total else 0.0)
+    if chunk:
+        poster.send(chunk, number)
+    summary.done_through = max(summary.done_through, number)
 
 
 def register(subparsers: Any) -> None:
@@ -204,6 +299,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--chunk", type=int, default=4096, help="lines read between progress updates"
+    )
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip the first N lines (to resume after a broken connection; default 0)",
     )
     parser.add_argument(
         "--max-frame-bytes",

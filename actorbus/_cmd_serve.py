@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from bus import run
-from contracts import Config, InvalidRequest, load_config
+from contracts import Config, ConfigError, load_config
 
 from ._cmd_common import add_target_options, guarded, root_of, socket_of
 
@@ -23,34 +24,36 @@ def read_config(path: Path | None) -> Config:
     """The configuration in ``path`` (the defaults when ``None``).
 
     Raises:
-        InvalidRequest: The file cannot be read, or a key or value is invalid.
+        ConfigError: The file cannot be read, or a key is unknown or outside its
+            range (the message names the file, the key and the range).
     """
     if path is None:
         return Config()
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InvalidRequest(f"cannot read the configuration {path}: {exc.strerror}") from None
-    return load_config(data)
+        raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
+    return load_config(data, str(path))
+
+
+def _say(text: str) -> None:
+    """A status line, stamped like the log's lines (UTC), whatever ``--log-level`` says."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    print(f"{stamp}.{int(now % 1 * 1000):03d}Z actorbus: {text}", file=sys.stderr, flush=True)
 
 
 async def _serve(root: Path, config: Config, path: Path) -> int:
     from ._service import open_service  # the actors load only when a command needs them
 
     async with open_service(root, config, path) as service:
-        print(
-            f"actorbus: serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it",
-            file=sys.stderr,
-            flush=True,
-        )
+        _say(f"serving {root} on {path} (pid {os.getpid()}); SIGTERM or Ctrl-C stops it")
         if service.http is not None and service.http.listening is not None:
             # The bound address (a port of 0 picks one), for people and for scripts.
-            print(
-                f"actorbus: HTTP on http://{service.http.listening}/", file=sys.stderr, flush=True
-            )
-        signum = await service.wait_for_signal()
-        print(f"actorbus: {signum.name}: shutting down", file=sys.stderr, flush=True)
-    print("actorbus: stopped", file=sys.stderr, flush=True)
+            _say(f"HTTP on http://{service.http.listening}/")
+        # The server logs the signal it received; saying it again here doubled the line.
+        await service.wait_for_signal()
+    _say("stopped")
     return 0
 
 

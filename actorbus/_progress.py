@@ -21,6 +21,7 @@ class Progress:
         self.tty = out.isatty()
         self.index = 0
         self.label = ""
+        self._fraction = 0.0
 
     def start(self, index: int, label: str) -> None:
         """Begin step ``index`` (0-based) named ``label``."""
@@ -32,6 +33,7 @@ class Progress:
 
     def update(self, fraction: float) -> None:
         """Redraw with the current step ``fraction`` done (0 to 1)."""
+        self._fraction = fraction
         if not self.tty:
             return
         done = (self.index + max(0.0, min(1.0, fraction))) / self.total
@@ -39,6 +41,14 @@ class Progress:
         bar = "#" * filled + "-" * (self.width - filled)
         self.out.write(f"\r[{bar}] {done * 100:5.1f}%  {self.label:<36.36}")
         self.out.flush()
+
+    def note(self, text: str) -> None:
+        """Print a line of text, never over the bar: clear it, print, draw it again."""
+        if not self.tty:
+            print(text, file=self.out, flush=True)
+            return
+        self.out.write("\r" + " " * (self.width + 48) + "\r" + text + "\n")
+        self.update(self._fraction)
 
     def finish(self) -> None:
         """Clear the bar."""

@@ -26,8 +26,8 @@ import anyio
 import msgspec
 
 from actors import Enrichment, LiveData, Provider, Recorder
-from bus import Bus, HttpEndpoint, Server, open_bus, serve_unix
-from contracts import Config, InvalidRequest
+from bus import Bus, HttpEndpoint, Server, SocketInUse, open_bus, serve_unix
+from contracts import Config, InvalidRequest, check_config
 
 from ._layout import MAX_SOCKET_PATH_BYTES, default_socket, make_layout
 from ._version import __version__
@@ -151,13 +151,15 @@ async def open_service(
         The running service.
 
     Raises:
+        ConfigError: A configuration key is outside its range (``docs/configuration.md``).
         InvalidRequest: The configuration is unusable (overlapping scopes, a provider
             that cannot be built), the socket path is too long, or the layout cannot
             be created.
-        SocketInUse: A live server already listens on the socket path.
+        SocketInUse: A live server already listens on the socket path; the message
+            says how to go on.
     """
     root = Path(root)
-    config = config or Config()
+    config = check_config(config or Config())
     path = Path(socket_path) if socket_path is not None else default_socket(root)
     if listen and len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
         raise InvalidRequest(
@@ -165,6 +167,26 @@ async def open_service(
             f"{MAX_SOCKET_PATH_BYTES} a Unix socket allows: choose a shorter --socket"
         )
     await anyio.to_thread.run_sync(make_layout, root)
+    try:
+        async with _running(root, config, path, listen, clock, providers) as service:
+            yield service
+    except SocketInUse as exc:
+        raise SocketInUse(
+            f"{exc.message}: stop that service first (SIGTERM to its pid, printed when it "
+            "started), or give this one another root or socket_path"
+        ) from None
+
+
+@asynccontextmanager
+async def _running(
+    root: Path,
+    config: Config,
+    path: Path,
+    listen: bool,
+    clock: Callable[[], datetime] | None,
+    providers: Mapping[str, Provider] | None,
+) -> AsyncIterator[Service]:
+    """The service of :func:`open_service`, once its configuration and layout are checked."""
     try:
         async with open_bus(config.bus) as bus:
             recorder = Recorder(bus, root, config.recorder, clock)

@@ -11,11 +11,14 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from contracts import ActorbusError
 
-__all__ = ["COMMAND_MODULES", "build_parser", "exit_code_for", "main"]
+from ._version import __version__
+
+__all__ = ["COMMAND_MODULES", "build_parser", "exit_code_for", "log_formatter", "main"]
 
 COMMAND_MODULES: list[str] = [
     "actorbus._cmd_bench",
@@ -37,19 +40,35 @@ def build_parser() -> argparse.ArgumentParser:
         prog="actorbus",
         description="An actor-style event bus: session recording, live data, cached enrichment.",
     )
+    parser.add_argument("--version", action="version", version=f"actorbus {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def log_formatter() -> logging.Formatter:
+    """Log lines as ``2026-12-03T10:26:20.123Z actorbus: INFO actorbus.server: ...`` (UTC)."""
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ actorbus: %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    return formatter
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors are one line on stderr and a mapped exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="actorbus: %(levelname)s %(name)s: %(message)s"
-    )
+    root = logging.getLogger()
+    if not root.handlers:
+        # One handler however often main runs in a process (tests, embedding), so no
+        # line is written twice.
+        handler = logging.StreamHandler()
+        handler.setFormatter(log_formatter())
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except ActorbusError as exc:

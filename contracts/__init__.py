@@ -7,6 +7,7 @@ from ._base import Base
 from ._config import (
     BusConfig,
     Config,
+    ConfigError,
     EnrichmentConfig,
     HttpConfig,
     LiveDataConfig,
@@ -14,7 +15,16 @@ from ._config import (
     RecorderConfig,
     ScopeConfig,
     ServerConfig,
+    allowed_range,
+    check_config,
     load_config,
+)
+from ._decode import (
+    contract_names,
+    convert_as,
+    decode_as,
+    safe_decode_message,
+    unknown_op_message,
 )
 from ._enrich import (
     CacheReport,
@@ -121,6 +131,7 @@ __all__ = [
     "BusConfig",
     "CacheReport",
     "Config",
+    "ConfigError",
     "EnrichCounts",
     "EnrichItem",
     "EnrichOpRequest",
@@ -179,8 +190,15 @@ __all__ = [
     "SubscribeRequest",
     "Timeout",
     "UnknownOp",
+    "allowed_range",
+    "check_config",
+    "contract_names",
+    "convert_as",
+    "decode_as",
     "decode_enrich_request",
     "error_from_wire",
     "load_config",
+    "safe_decode_message",
     "status_of",
+    "unknown_op_message",
 ]

@@ -6,7 +6,9 @@ Unknown keys are errors: a typo must not silently fall back to a default.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+import tomllib
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -16,6 +18,7 @@ from ._errors import InvalidRequest
 __all__ = [
     "BusConfig",
     "Config",
+    "ConfigError",
     "EnrichmentConfig",
     "HttpConfig",
     "LiveDataConfig",
@@ -23,31 +26,39 @@ __all__ = [
     "RecorderConfig",
     "ScopeConfig",
     "ServerConfig",
+    "allowed_range",
+    "check_config",
     "load_config",
 ]
 
 
-#: At least one: a bound of zero would make every send wait forever.
-_Positive = Annotated[int, msgspec.Meta(ge=1)]
-_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+#: The longest time any bound may state: a day. Longer is a typo (ms for s) and would
+#: overflow the loop's timers.
+DAY_S = 86_400.0
+
+#: The most one item may cost: the bound every spend figure is computed within.
+MAX_ITEM_COST_USD = 1e12
 
 
 class BusConfig(Base, frozen=True):
     """Runtime bounds shared by every actor."""
 
-    mailbox_size: _Positive = 1024
-    shutdown_deadline_s: _Seconds = 10.0
-    keyed_idle_s: _Seconds = 30.0
-    max_live_keyed: _Positive = 10_000
+    mailbox_size: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 1024
+    shutdown_deadline_s: Annotated[float, msgspec.Meta(ge=0, le=DAY_S)] = 10.0
+    keyed_idle_s: Annotated[float, msgspec.Meta(ge=0, le=DAY_S)] = 30.0
+    max_live_keyed: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] = 10_000
 
 
 class RecorderConfig(Base, frozen=True):
     """Session recording: the size of one line and what an acknowledgement promises."""
 
-    max_event_bytes: int = 262_144
+    max_event_bytes: Annotated[int, msgspec.Meta(ge=128, le=64 * MiB)] = 262_144
     durability: Literal["none", "fsync"] = "none"
-    batch_max_events: int = 512
-    batch_max_bytes: int = 1_048_576
+    batch_max_events: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 512
+    batch_max_bytes: Annotated[int, msgspec.Meta(ge=1 * KiB, le=1 * GiB)] = 1_048_576
 
 
 class ServerConfig(Base, frozen=True):
@@ -57,12 +68,14 @@ class ServerConfig(Base, frozen=True):
     already read; past it they are answered ``ShuttingDown``.
     """
 
-    max_frame_bytes: int = 1_048_576
-    idle_timeout_s: float = 30.0
-    allowed_uids: list[int] = msgspec.field(default_factory=list)
-    max_inflight_per_connection: int = 1024
-    max_inflight_total: int = 65_536
-    shutdown_deadline_s: float = 10.0
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 * GiB)] = 1_048_576
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 30.0
+    allowed_uids: list[Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]] = msgspec.field(
+        default_factory=list
+    )
+    max_inflight_per_connection: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 1024
+    max_inflight_total: Annotated[int, msgspec.Meta(ge=1, le=16_777_216)] = 65_536
+    shutdown_deadline_s: Annotated[float, msgspec.Meta(ge=0, le=DAY_S)] = 10.0
     #: Bytes of answers one connection may hold (docs/protocol.md, "Bounds").
     max_queued_bytes_per_connection: Annotated[int, msgspec.Meta(ge=4096, le=1 << 40)] = 4 << 20
     #: Bytes of answers every connection together may hold.
@@ -94,11 +107,11 @@ class HttpConfig(Base, frozen=True):
     token_file: str | None = None
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
     cors_origins: list[str] = msgspec.field(default_factory=list)
-    header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
-    body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    max_header_bytes: Annotated[int, msgspec.Meta(ge=256)] = 16_384
-    keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    max_runs: Annotated[int, msgspec.Meta(ge=1)] = 32
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 10.0
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 30.0
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=256, le=1 * MiB)] = 16_384
+    keepalive_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 30.0
+    max_runs: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 32
 
 
 class ScopeConfig(Base, frozen=True):
@@ -110,8 +123,8 @@ class ScopeConfig(Base, frozen=True):
 class LiveDataConfig(Base, frozen=True):
     """The generated live-data document and its lock."""
 
-    lock_wait_s: float = 5.0
-    lock_stale_s: float = 600.0
+    lock_wait_s: Annotated[float, msgspec.Meta(ge=0, le=DAY_S)] = 5.0
+    lock_stale_s: Annotated[float, msgspec.Meta(gt=0, le=7 * DAY_S)] = 600.0
     scopes: dict[str, ScopeConfig] = msgspec.field(default_factory=dict)
 
 
@@ -130,25 +143,25 @@ class ProviderConfig(Base, frozen=True):
     """
 
     kind: Literal["simulated", "http", "command", "python"] = "simulated"
-    cost_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cost_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_ITEM_COST_USD)] | None = None
     usage: Literal["exact", "estimated"] = "estimated"
-    latency_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    latency_ms: Annotated[float, msgspec.Meta(ge=0, le=DAY_S * 1000)] = 0.0
     failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 32
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 32
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 30.0
     url: str | None = None
     command: list[str] | None = None
     target: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)
-    seed: int = 0
-    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
+    seed: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] = 0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
 
 
 class EnrichmentConfig(Base, frozen=True):
     """Enrichment providers by source id."""
 
     providers: dict[str, ProviderConfig] = msgspec.field(default_factory=dict)
-    max_summary_bytes: Annotated[int, msgspec.Meta(ge=1)] = 4096
+    max_summary_bytes: Annotated[int, msgspec.Meta(ge=1, le=1 * MiB)] = 4096
 
 
 class Config(Base, frozen=True):
@@ -162,18 +175,181 @@ class Config(Base, frozen=True):
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
 
 
-def load_config(data: bytes | str | None) -> Config:
-    """Decode a TOML configuration, raising :class:`InvalidRequest` on a bad key or value.
+class ConfigError(InvalidRequest):
+    """The configuration cannot work: the message names the file, the key and its range.
+
+    Raised at start-up, before anything is served; never a wire error (a subclass of
+    :class:`InvalidRequest` so callers that caught that keep working).
+    """
+
+    code = "ConfigError"
+
+
+_AT = " - at `"
+_PARTS = re.compile(r"\[[^\]]*\]|[^.\[]+")
+
+
+def _dotted(path: str) -> str:
+    """``$.server.max_frame_bytes`` as ``server.max_frame_bytes``; ``[0]`` stays."""
+    return path.removeprefix("$").removeprefix(".") or "(top level)"
+
+
+def _field_type(path: str) -> Any:
+    """The msgspec type info of the key at ``path`` (``$.a.b``), or ``None``."""
+    info: Any = msgspec.inspect.type_info(Config)
+    for part in _PARTS.findall(path.removeprefix("$")):
+        while isinstance(info, msgspec.inspect.UnionType):
+            info = next(
+                (t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), None
+            )
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == part), None)
+        elif isinstance(info, msgspec.inspect.ListType):
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return None
+        if info is None:
+            return None
+    while isinstance(info, msgspec.inspect.UnionType):
+        info = next((t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)), None)
+    return info
+
+
+def _number(value: float, integer: bool) -> str:
+    if integer or (float(value).is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def allowed_range(path: str) -> str | None:
+    """The values the key at ``path`` (``$.server.max_frame_bytes``) allows, in words.
+
+    Returns:
+        For example ``"an integer from 256 to 1073741824"``, or ``None`` when the
+        key is not one of the configuration's.
+    """
+    info = _field_type(path)
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        integer = isinstance(info, msgspec.inspect.IntType)
+        what = "an integer" if integer else "a number"
+        low, high = info.ge, info.le
+        if low is not None and high is not None:
+            return f"{what} from {_number(low, integer)} to {_number(high, integer)}"
+        parts = []
+        if low is not None:
+            parts.append(f">= {_number(low, integer)}")
+        if info.gt is not None:
+            parts.append(f"> {_number(info.gt, integer)}")
+        if high is not None:
+            parts.append(f"<= {_number(high, integer)}")
+        return f"{what} {' and '.join(parts)}" if parts else what
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(f'"{v}"' for v in info.values)
+    if isinstance(info, msgspec.inspect.BoolType):
+        return "true or false"
+    if isinstance(info, msgspec.inspect.StrType):
+        return "a string"
+    return None
+
+
+def _name_entries(path: str, data: Any) -> str:
+    """Replace each ``[...]`` (a table of named entries) in ``path`` by the failing name.
+
+    msgspec does not name a dict's key in its path; the entries are converted one by
+    one to find the one at fault, so the error says ``providers.my-source.cost_usd``.
+    """
+    if "[...]" not in path or not isinstance(data, dict):
+        return path
+    head, _, tail = path.partition("[...]")
+    node: Any = data
+    for part in _PARTS.findall(head.removeprefix("$")):
+        node = node.get(part) if isinstance(node, dict) else None
+    entry_type = _field_type(head + "[...]")
+    if not isinstance(node, dict) or entry_type is None:
+        return path
+    target = (
+        ScopeConfig
+        if isinstance(entry_type, msgspec.inspect.StructType) and (entry_type.cls is ScopeConfig)
+        else ProviderConfig
+    )
+    for name, value in node.items():
+        try:
+            msgspec.convert(value, target)
+        except msgspec.ValidationError:
+            return f"{head}.{name}{tail}"
+    return path
+
+
+def _config_error(exc: msgspec.ValidationError, source: str, data: Any = None) -> ConfigError:
+    reason, _, path = str(exc).partition(_AT)
+    path = path.rstrip("`") or "$"
+    typed = path
+    path = _name_entries(path, data)
+    if reason.startswith("Object contains unknown field"):
+        # The operator's own file: naming the unknown key is what helps fix it.
+        key = reason.split("`")[1] if "`" in reason else "?"
+        where = f"{_dotted(path)}.{key}" if path != "$" else key
+        return ConfigError(f"{source}: unknown key {where}")
+    allowed = allowed_range(typed)
+    if allowed is not None:
+        return ConfigError(f"{source}: {_dotted(path)} must be {allowed}")
+    return ConfigError(f"{source}: {_dotted(path)}: {reason}")
+
+
+def _plain(data: bytes | str) -> Any:
+    """The TOML as plain tables, to name an entry in an error (``None`` if unreadable)."""
+    try:
+        return tomllib.loads(data.decode() if isinstance(data, bytes) else data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+
+
+def check_config(config: Config, source: str = "the configuration") -> Config:
+    """Check every bound of ``config`` against its allowed range, however it was built.
+
+    A :class:`Config` built in Python skips the ranges that decoding a file checks;
+    this checks them the same way (``open_service`` calls it at start-up).
+
+    Args:
+        config: The configuration.
+        source: What to name in an error (the file's path).
+
+    Returns:
+        ``config`` itself when every key is within its range.
+
+    Raises:
+        ConfigError: A key is outside its range; the message names ``source``, the
+            dotted key and the allowed range.
+    """
+    try:
+        data = msgspec.to_builtins(config)
+        msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise _config_error(exc, source, data) from None
+    return config
+
+
+def load_config(data: bytes | str | None, source: str = "the configuration") -> Config:
+    """Decode a TOML configuration and check every key's range.
 
     Args:
         data: The TOML text, or ``None`` for the defaults.
+        source: What to name in an error (the file's path).
 
     Returns:
         The validated configuration.
+
+    Raises:
+        ConfigError: The TOML is malformed, or a key is unknown, mistyped or out of
+            its range; the message names ``source``, the dotted key and the range.
     """
     if data is None:
         return Config()
     try:
         return msgspec.toml.decode(data, type=Config)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidRequest(f"invalid configuration: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise _config_error(exc, source, _plain(data)) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None

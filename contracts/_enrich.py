@@ -8,11 +8,13 @@ shape or range problem into :class:`~contracts.InvalidRequest`.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+import sys
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from ._base import Base
+from ._decode import convert_as, decode_as
 from ._errors import InvalidRequest
 
 __all__ = [
@@ -37,6 +39,10 @@ ItemState = Literal["hit", "enriched", "skipped", "ineligible", "failed"]
 #: How a money figure is known: reported by the provider, from the configured
 #: per-item cost, a zero-cost source, or not known at all.
 SpendState = Literal["exact", "estimated", "free", "unavailable"]
+
+#: The largest finite float: a range bound that refuses NaN and the infinities, which
+#: MessagePack can carry.
+_FLOAT_MAX = sys.float_info.max
 
 #: Bound on an id's length; ids travel in every report.
 MAX_ID_CHARS = 512
@@ -73,7 +79,7 @@ class EnrichItem(Base, frozen=True):
     source_id: str
     item_id: str | None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    priority: float = 0.0
+    priority: Annotated[float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX)] = 0.0
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -103,8 +109,8 @@ class EnrichRequest(Base, frozen=True):
     enrichment_type: str
     adapter_version: str
     items: list[EnrichItem] = msgspec.field(default_factory=list)
-    budget_usd: float | None = None
-    cadence_per_day: float | None = None
+    budget_usd: Annotated[float, msgspec.Meta(ge=0, le=_FLOAT_MAX)] | None = None
+    cadence_per_day: Annotated[float, msgspec.Meta(ge=0, le=MAX_CADENCE_PER_DAY)] | None = None
     prune: bool = False
 
     def __post_init__(self) -> None:
@@ -127,14 +133,9 @@ def decode_enrich_request(data: Any) -> EnrichRequest:
     Raises:
         InvalidRequest: A missing, unknown or mistyped field, or a value out of range.
     """
-    try:
-        if isinstance(data, bytes | str):
-            return msgspec.json.decode(data, type=EnrichRequest)
-        return msgspec.convert(data, EnrichRequest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise InvalidRequest(f"invalid enrich request: {exc}") from None
-    except RecursionError:
-        raise InvalidRequest("invalid enrich request: nesting too deep") from None
+    if isinstance(data, bytes | str):
+        return decode_as(data, EnrichRequest, "jsonl", "enrich request")
+    return convert_as(data, EnrichRequest, "enrich request")
 
 
 class EnrichCounts(Base, frozen=True):

@@ -13,6 +13,7 @@ from contracts import (
     EnrichReport,
     EnrichRequest,
     ProviderError,
+    decode_as,
     decode_enrich_request,
 )
 
@@ -38,7 +39,7 @@ class EnrichOps:
         A run in which every item failed is answered ``502 ProviderError`` (the first
         failure's safe message); a run with some failures answers 200 and marks them.
         """
-        req = request.decode(EnrichOpRequest)
+        req = decode_as(request.body, EnrichOpRequest, request.framing)
         return self.run(req.request)
 
     def run(self, request: Any) -> Awaitable[EnrichReport]:
@@ -56,5 +57,5 @@ class EnrichOps:
         if items and all(item.state == "failed" for item in items):
             first = items[0].error
             detail = first.message if first is not None else "the provider failed"
-            raise ProviderError(f"every item of run {report.run_id!r} failed: {detail}")
+            raise ProviderError(f"every item of the run failed: {detail}")
         return report

@@ -8,7 +8,11 @@ from typing import Any
 
 from actors import LiveData
 from bus import Request
-from contracts import LiveReadRequest, LiveWriteRequest
+from contracts import (
+    LiveReadRequest,
+    LiveWriteRequest,
+    decode_as,
+)
 
 __all__ = ["LiveOps"]
 
@@ -31,7 +35,7 @@ class LiveOps:
 
     def live_write(self, request: Request) -> Awaitable[Any]:
         """``live.write``: ``{"scope", "base", "bytes", "branches", ...}``."""
-        req = request.decode(LiveWriteRequest)
+        req = decode_as(request.body, LiveWriteRequest, request.framing)
         return self.write(req.scope, req.data, req.delete)
 
     def write(self, scope: str, data: dict[str, Any], delete: bool = False) -> Awaitable[Any]:
@@ -48,7 +52,7 @@ class LiveOps:
 
     def live_read(self, request: Request) -> Awaitable[dict[str, Any]]:
         """``live.read``: ``{"data": {...}}``, after the live writes received before it."""
-        request.decode(LiveReadRequest)
+        decode_as(request.body, LiveReadRequest, request.framing)
         return self.read()
 
     def read(self) -> Awaitable[dict[str, Any]]:

@@ -30,6 +30,7 @@ from contracts import (
     RawAppendRequest,
     SessionOpenRequest,
     SubscribeRequest,
+    decode_as,
 )
 
 __all__ = ["SessionOps", "batch_item"]
@@ -45,8 +46,8 @@ def _event_of(request: Request) -> Any:
         InvalidRequest: The request is malformed.
     """
     if request.framing == "jsonl":
-        return bytes(request.decode(RawAppendRequest).event)
-    return request.decode(AppendRequest).event
+        return bytes(decode_as(request.body, RawAppendRequest, request.framing).event)
+    return decode_as(request.body, AppendRequest, request.framing).event
 
 
 def _parts(outcomes: list[Queued | ActorbusError]) -> list[Part | ActorbusError]:
@@ -130,7 +131,7 @@ class SessionOps:
 
     def session_open(self, request: Request) -> Awaitable[Any]:
         """``session.open``: 201 ``{"created": true}``, or 200 ``{"created": false}``."""
-        req = request.decode(SessionOpenRequest)
+        req = decode_as(request.body, SessionOpenRequest, request.framing)
         return self._opened(self.open(req.user_id, req.session_id))
 
     def open(self, user_id: str, session_id: str) -> Awaitable[bool]:
@@ -218,9 +219,12 @@ class SessionOps:
         """``append.batch``: 200 ``{"results": [...]}``, one response object per event."""
         events: list[Any]
         if request.framing == "jsonl":
-            events = [bytes(raw) for raw in request.decode(RawAppendBatchRequest).events]
+            events = [
+                bytes(raw)
+                for raw in decode_as(request.body, RawAppendBatchRequest, request.framing).events
+            ]
         else:
-            events = request.decode(AppendBatchRequest).events
+            events = decode_as(request.body, AppendBatchRequest, request.framing).events
         # The recorder holds the batch's sessions from this call until written.
         return self._results(self._recorder.append_batch(events))
 
@@ -239,7 +243,7 @@ class SessionOps:
         (``ShuttingDown``). A session never opened ends it at once with
         ``MissingSessionPath``.
         """
-        req = request.decode(SubscribeRequest)
+        req = decode_as(request.body, SubscribeRequest, request.framing)
         lines = self.envelope_lines(
             req.user_id, req.session_id, follow=req.follow, from_start=req.from_start
         )

@@ -24,6 +24,7 @@ from contracts import (
     OP_STATS,
     OP_SUBSCRIBE,
     StatsRequest,
+    decode_as,
 )
 
 from .enrich import EnrichOps
@@ -82,5 +83,5 @@ class ServiceOps:
 
     def stats(self, request: Request) -> dict[str, Any]:
         """``stats``: ``{"server", "bus", "service"}`` counters."""
-        request.decode(StatsRequest)
+        decode_as(request.body, StatsRequest, request.framing)
         return self._statistics()

@@ -97,7 +97,10 @@ class RunState:
         self.budget.reserved += looked.reserved
         for index in looked.unprovided:
             sid = items[index].source_id
-            self._fail(index, ItemError("ProviderError", f"no provider configured for {sid!r}"))
+            self._fail(
+                index,
+                ItemError("ProviderError", "no provider is configured for the item's source_id"),
+            )
         version = self.request.adapter_version
         for probe in looked.owned:
             self.pending.add((probe.slot, version, probe.fingerprint))

@@ -150,9 +150,10 @@ class LiveEngine:
                 ) from None
         except ActorbusError as exc:
             # The message is safe by construction: paths and rule names, never values.
+            # A scope that is not configured is whatever the client sent: not named.
             log.info(
                 "live write rejected: scope=%s code=%s %s",
-                safe_scope_name(scope),
+                safe_scope_name(scope) if scope in self.scopes else "(unknown)",
                 exc.code,
                 exc.message,
             )
@@ -170,7 +171,7 @@ class LiveEngine:
 
     def _write(self, scope: str, data: Any, delete: bool) -> LiveWriteResult:
         data = normalise(data)
-        found, branches = check_write(self.scopes, scope, data, delete, self.gate.redact)
+        found, branches = check_write(self.scopes, scope, data, delete)
         handle = self.lock.acquire(self.lock_wait_s)
         try:
             if found.name == FULL:

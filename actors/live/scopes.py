@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from contracts import InvalidRequest, LiveDataInvalid, OwnershipViolation, ScopeConfig
+from contracts import (
+    InvalidRequest,
+    LiveDataInvalid,
+    LiveDocument,
+    OwnershipViolation,
+    ScopeConfig,
+    contract_names,
+)
 
 from .._shared.privacy import format_path, redact
 
@@ -175,12 +182,34 @@ def _get(node: Any, path: Path) -> tuple[bool, Any]:
     return True, node
 
 
+def _known_keys(scopes: Mapping[str, Scope]) -> frozenset[str]:
+    """The document's own key names: its contract's fields and every configured path's."""
+    names = set(contract_names(LiveDocument))
+    for scope in scopes.values():
+        for path in scope.paths:
+            names.update(str(segment) for segment in path)
+    return frozenset(names)
+
+
+def _known_path(path: Path, known: frozenset[str]) -> str:
+    """``path`` with each key that is not one of the document's own shown as ``[...]``.
+
+    A key the client made up is whatever it sent (a token pasted as a key): never shown.
+    """
+    out = ""
+    for segment in path:
+        if segment in known:
+            out += f".{segment}" if out else segment
+        else:
+            out += "[...]"
+    return out or "$"
+
+
 def check_write(
     scopes: Mapping[str, Scope],
     scope: str,
     data: Any,
     delete: bool,
-    redactor: Callable[[str], str] | None = None,
 ) -> tuple[Scope, list[str]]:
     """Apply the pre-merge checks in order; return the scope and the branches written.
 
@@ -189,7 +218,6 @@ def check_write(
         scope: The scope named by the request.
         data: The request's data, a JSON tree shaped like the whole document.
         delete: Whether owned branches that ``data`` omits are to be deleted.
-        redactor: Masks private text in keys named by an error (default :func:`redact`).
 
     Returns:
         The scope and the dotted branch paths the write replaces or deletes.
@@ -201,7 +229,9 @@ def check_write(
     """
     found = scopes.get(scope) if isinstance(scope, str) else None
     if found is None:
-        raise InvalidRequest(f"unknown live-data scope {safe_scope_name(scope)}")
+        # Only the configured names are shown: an unknown one is whatever the client sent.
+        names = ", ".join(sorted(scopes))
+        raise InvalidRequest(f"unknown live-data scope (the scopes are: {names})")
     if not isinstance(data, dict):
         raise InvalidRequest("live-data 'data' must be a JSON object shaped like the document")
     if found.kind == "full":
@@ -222,9 +252,13 @@ def check_write(
         return found, sorted(data)
     outside = _outside(data, found.paths)
     if outside:
-        shown = ", ".join(format_path(p, redactor) for p in outside[:10])
+        known = _known_keys(scopes)
+        shown = ", ".join(_known_path(p, known) for p in outside[:10])
         more = f" and {len(outside) - 10} more" if len(outside) > 10 else ""
-        raise OwnershipViolation(f"scope {safe_scope_name(scope)} does not own: {shown}{more}")
+        owns = ", ".join(format_path(p) for p in found.paths)
+        raise OwnershipViolation(
+            f"scope {safe_scope_name(scope)} does not own: {shown}{more} (it owns {owns})"
+        )
     missing = [p for p in found.paths if not _get(data, p)[0]]
     if missing and not delete:
         shown = ", ".join(format_path(p) for p in missing)

@@ -52,7 +52,10 @@ def test_post_reports_bad_lines_by_number_only_and_tail_prints_what_was_recorded
     lines = [good[0], b"{broken " + secret, b"", good[1], b"[1, 2]", good[2]]
     posted = ab(root, "post", "--open", input=b"\n".join(lines) + b"\n")
     assert posted.returncode == 4
-    assert b"sent          3\nacknowledged  3\nfailed        2 (InvalidEvent 2)\n" in posted.stdout
+    assert (
+        b"lines         5 (acknowledged + failed + not sent)\nacknowledged  3\n"
+        b"failed        0\nnot sent      2 (InvalidEvent 2)\n"
+    ) in posted.stdout
     assert b"events/s" in posted.stdout
     assert b"line 2: InvalidEvent" in posted.stderr and b"line 5: InvalidEvent" in posted.stderr
     assert secret not in posted.stderr + posted.stdout
@@ -68,8 +71,11 @@ def test_post_from_a_file_counts_server_refusals_by_code(root: Path, tmp_path: P
     data.write_bytes(event("carol", "s1", "ok") + b"\n" + event("nobody", "s1", "lost") + b"\n")
     posted = ab(root, "post", str(data))
     assert posted.returncode == 4
-    assert b"acknowledged  1\nfailed        1 (MissingSessionPath 1)" in posted.stdout
+    assert b"lines         2 " in posted.stdout
+    assert b"acknowledged  1\nfailed        1 (MissingSessionPath 1)\n" in posted.stdout
+    assert b"not sent      0\n" in posted.stdout
     assert b"line 2: MissingSessionPath" in posted.stderr
+    assert b"hint: " in posted.stderr and b"--open" in posted.stderr
 
 
 def test_tail_follow_prints_envelopes_as_they_are_appended(root: Path) -> None:

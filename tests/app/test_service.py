@@ -5,9 +5,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import msgspec
 import pytest
-from support.service import event, short_root
+from support.service import event, short_root, start_serve, stop
 
 from actorbus import open_service
 from bus import Client, SocketInUse
@@ -99,3 +100,20 @@ async def test_an_error_raised_in_the_block_comes_out_bare(root: Path) -> None:
     with pytest.raises(KeyError):
         async with open_service(root, listen=False):
             raise KeyError("mine")
+
+
+async def test_open_service_on_a_root_another_service_serves_says_how_to_go_on() -> None:
+    root = short_root()
+    proc = await anyio.to_thread.run_sync(start_serve, root)
+    try:
+        with pytest.raises(SocketInUse) as raised:
+            async with open_service(root):
+                pass  # pragma: no cover
+        message = raised.value.message
+        assert "another actorbus server is running on" in message
+        assert "stop that service first" in message and "another root" in message
+        # One typed error, not a chain of the runtime's internals.
+        assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    finally:
+        await anyio.to_thread.run_sync(stop, proc)
+        shutil.rmtree(root, ignore_errors=True)

@@ -81,11 +81,17 @@ def test_missing_fields_and_garbage_are_invalid_request() -> None:
             decode_enrich_request(bad)
 
 
-def test_msgspec_convert_raises_a_typed_error_for_range_problems() -> None:
-    with pytest.raises(InvalidRequest):
+def test_ranges_are_in_the_contract_types_and_decoding_names_the_field() -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.budget_usd"):
         msgspec.convert({**GOOD, "budget_usd": -2}, EnrichRequest)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({**GOOD, "items": 3}, EnrichRequest)
+    for field, value in [("budget_usd", float("nan")), ("cadence_per_day", 2e6)]:
+        with pytest.raises(InvalidRequest, match=rf"at `\$\.{field}`"):
+            decode_enrich_request({**GOOD, field: value})
+    # Built in Python, where msgspec checks no ranges, the same bound holds.
+    with pytest.raises(InvalidRequest, match="budget_usd"):
+        EnrichRequest(run_id="r", enrichment_type="t", adapter_version="1", budget_usd=-2)
 
 
 def test_the_report_uses_the_contract_field_names() -> None:

@@ -9,13 +9,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_carries_every_package_and_its_command_runs(tmp_path: Path):
-    subprocess.run(
+    built = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            "--quiet",
             "--no-deps",
             "--no-build-isolation",
             "--wheel-dir",
@@ -27,6 +26,9 @@ def test_wheel_carries_every_package_and_its_command_runs(tmp_path: Path):
         timeout=300,
         cwd=tmp_path,
     )
+    # The license is an SPDX expression with its file: no deprecation warning on build.
+    output = built.stdout.decode() + built.stderr.decode()
+    assert "deprecated" not in output.lower(), output
     (wheel,) = (tmp_path / "dist").glob("actorbus-*.whl")
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
@@ -35,6 +37,11 @@ def test_wheel_carries_every_package_and_its_command_runs(tmp_path: Path):
     for package in ("bus", "actors", "contracts", "bench", "actorbus"):
         assert f"{package}/__init__.py" in names
         assert f"{package}/py.typed" in names or package == "bench"
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    with zipfile.ZipFile(wheel) as archive:
+        fields = archive.read(metadata).decode()
+    assert "License-Expression: MIT" in fields and "License-File: LICENSE" in fields
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "actorbus = actorbus.cli:main" in (target / entry_points).read_text()
     # Run from the unpacked wheel only (dependencies from this environment), from a

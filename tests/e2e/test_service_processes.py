@@ -81,7 +81,7 @@ def test_a_second_server_on_a_live_socket_exits_non_zero_with_one_line(root: Pat
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        (b"[recorder]\nmax_event_bites = 1\n", b"invalid configuration"),
+        (b"[recorder]\nmax_event_bites = 1\n", b"ConfigError: "),
         (b'[live_data.scopes.x]\nowns = ["extensions.items"]\n', b"overlap"),
         (None, b"cannot read the configuration"),
     ],

@@ -86,8 +86,11 @@ def test_a_scope_owning_nothing_or_a_malformed_path_is_refused(owns: list[str]) 
 
 
 def test_an_unknown_scope_is_an_invalid_request() -> None:
-    with pytest.raises(InvalidRequest, match="unknown live-data scope nope"):
+    with pytest.raises(InvalidRequest, match="unknown live-data scope") as raised:
         check_write(build_scopes({}), "nope", {"hosts": {}}, False)
+    # The configured names are listed; the one the client sent is not repeated.
+    assert "nope" not in raised.value.message
+    assert "full, host-local, trend-finder" in raised.value.message
 
 
 def test_an_unknown_scope_is_reported_before_anything_else() -> None:
@@ -100,18 +103,22 @@ def test_data_that_is_not_an_object_is_an_invalid_request() -> None:
         check_write(build_scopes({}), "trend-finder", ["x"], False)
 
 
-def test_data_outside_the_scope_names_every_offending_path() -> None:
+def test_data_outside_the_scope_names_every_offending_path_by_known_keys_only() -> None:
     data = {
         "hosts": {"web-1": {}},
         "extensions": {"items": {"trend-finder": ITEM, "my-ext": ITEM}, "other": 1},
     }
     with pytest.raises(OwnershipViolation) as info:
-        check_write(build_scopes({}), "trend-finder", data, False)
-    message = info.value.message
-    assert "hosts" in message
-    assert "extensions.items.my-ext" in message
-    assert "extensions.other" in message
-    assert "extensions.items.trend-finder" not in message
+        check_write(
+            build_scopes({"my-ext": ScopeConfig(["extensions.items.my-ext"])}),
+            "trend-finder",
+            data,
+            False,
+        )
+    offending, owns = info.value.message.split(": ", 1)[1].split(" (it owns ")
+    # A configured scope's path is the document's own; a key the client made up is not.
+    assert offending == "[...], extensions.items.my-ext, extensions[...]"
+    assert owns == "extensions.items.trend-finder)"
 
 
 def test_a_container_of_owned_branches_must_be_an_object() -> None:
