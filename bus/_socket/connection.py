@@ -400,7 +400,7 @@ class Connection(asyncio.Protocol):
         if error is None:
             handler = self._handlers.get(request.op)
             if handler is None:
-                error = UnknownOp(unknown_op_message(request.op))
+                error = UnknownOp(unknown_op_message(request.op, self._handlers))
             else:
                 try:
                     out = handler(request)

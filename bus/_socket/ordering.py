@@ -9,7 +9,7 @@ import asyncio
 import logging
 import traceback
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -223,8 +223,14 @@ def internal_error(
     return InternalError(f"the request failed: {what} (the service logged the details)")
 
 
-def unknown_op_message(op: str) -> str:
-    """The ``UnknownOp`` message: names the op only when it looks like an op name."""
-    if not op or len(op) > 64 or not op.replace(".", "").replace("_", "").isalnum():
+def unknown_op_message(op: str, served: Iterable[str] = ()) -> str:
+    """The ``UnknownOp`` message, which never repeats what the client sent.
+
+    An op this server does not serve is whatever the client put there (a token
+    pasted in the wrong place), so the message lists the ops the server does serve,
+    which are its own names (``docs/protocol.md``, "Errors").
+    """
+    names = sorted(served)
+    if not names:
         return "unknown op"
-    return f"unknown op {op!r}"
+    return "unknown op (the ops are: " + ", ".join(names) + ")"

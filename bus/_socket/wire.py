@@ -23,7 +23,15 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from contracts import FRAME_HEADER_BYTES, ActorbusError, FrameTooLarge, Framing, InvalidRequest
+from contracts import (
+    FRAME_HEADER_BYTES,
+    ActorbusError,
+    FrameTooLarge,
+    Framing,
+    InvalidRequest,
+    contract_names,
+    safe_decode_message,
+)
 
 __all__ = ["FrameReader", "FrameWriter", "Request", "Result", "parse_request"]
 
@@ -32,7 +40,7 @@ T = TypeVar("T")
 _LENGTH = struct.Struct(">I")
 _BRACE: Final = 0x7B  # "{": the first byte of a JSON Lines connection
 _BLANK: Final = frozenset(b" \t\r")
-_QUOTED = re.compile(r"'[^']*'")
+_QUOTED = re.compile(r"'[^']*'|`[^`]*`")
 
 
 class FrameReader:
@@ -267,7 +275,7 @@ class Request(msgspec.Struct, eq=False, gc=False):
         try:
             result: T = decoder.decode(self.body)
         except Exception as exc:
-            raise InvalidRequest(describe_decode_error(exc, self.framing)) from None
+            raise InvalidRequest(describe_decode_error(exc, self.framing, type)) from None
         return result
 
     @staticmethod
@@ -328,12 +336,17 @@ def _new_decoder(framing: Framing, type: Any) -> Any:
     return decoder
 
 
-def describe_decode_error(exc: BaseException, framing: Framing) -> str:
-    """A safe message for a decoding failure: what and where, never a rejected value."""
+def describe_decode_error(exc: BaseException, framing: Framing, type: Any = None) -> str:
+    """A safe message for a decoding failure: what and where, never a rejected value.
+
+    A field the request type does not have is the client's text, so it is never
+    named: only the type's own field names appear (``contracts.safe_decode_message``).
+    """
     if isinstance(exc, RecursionError):
         return "the request is nested too deeply"
     if isinstance(exc, msgspec.ValidationError):
-        return "invalid request: " + _QUOTED.sub("value", str(exc))
+        names = contract_names(type) if type is not None else frozenset()
+        return safe_decode_message(exc, "request", names, type)
     kind = "JSON" if framing == "jsonl" else "MessagePack"
     if isinstance(exc, msgspec.DecodeError):
         detail = _QUOTED.sub("value", str(exc)).split("malformed: ", 1)[-1]

@@ -157,11 +157,6 @@ def test_no_socket_answer_repeats_a_key_or_value_the_client_sent(
     assert [a for a in answers if a.get("status", 0) >= 500 and a["status"] != 502] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the socket transport names an unknown op that looks like a name "
-    "(bus/_socket/ordering.py); contracts.unknown_op_message is the safe one",
-)
 def test_an_unknown_op_is_not_repeated(served: Served) -> None:
     frames = _exchange(served.sock, "jsonl", [{"id": 1, "op": f"ghp_{KEY}"}])
     assert _leaks(frames[0]) == []
