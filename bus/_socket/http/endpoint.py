@@ -107,8 +107,6 @@ class HttpEndpoint:
         max_body_bytes: The largest body (the socket's ``max_frame_bytes``).
         max_inflight: Requests read and not yet answered per connection before it
             stops reading.
-        max_queued_bytes: Bytes of answers one connection may hold unsent; past it
-            no more answers are encoded until the client reads.
         token: The bearer token writes over TCP must send; ``None``: writes over TCP
             are refused.
 
@@ -127,7 +125,6 @@ class HttpEndpoint:
         *,
         max_body_bytes: int,
         max_inflight: int = 1024,
-        max_queued_bytes: int = 4 << 20,
         token: bytes | None = None,
     ) -> None:
         self.config = config
@@ -135,10 +132,6 @@ class HttpEndpoint:
         self.router = Router(routes)
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
-        self.max_queued_bytes = max_queued_bytes
-        #: The size the last answer to each path took (bounded: cleared when full),
-        #: so that only the answers expected to fit the bound are produced.
-        self.answer_sizes: dict[str, int] = {}
         self.counters = Counters()
         self.closing = False
         self.listening: str | None = None
