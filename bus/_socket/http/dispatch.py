@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ActorbusError, ShuttingDown
 
 from ..ordering import Part, internal_error
+from .ports import Shared
 from .messages import HttpRequest
 from .routing import Route
 from .slots import Slot
 
-if TYPE_CHECKING:
-    from .endpoint import HttpEndpoint
 
 __all__ = ["Dispatcher"]
 
@@ -40,7 +39,7 @@ class Dispatcher:
     """
 
     def __init__(
-        self, endpoint: HttpEndpoint, on_done: Callable[[asyncio.Future[Any]], None]
+        self, endpoint: Shared, on_done: Callable[[asyncio.Future[Any]], None]
     ) -> None:
         self._endpoint = endpoint
         self._on_done = on_done

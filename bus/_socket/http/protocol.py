@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from contracts import ActorbusError
 
 from .answers import CONTINUE, AnswerWriter
 from .dispatch import Dispatcher
 from .messages import HttpError, HttpLines, HttpStream, error_body
+from .ports import Shared
 from .parsing import Phase, RequestReader
 from .slots import Slot, resolve
 
-if TYPE_CHECKING:
-    from .endpoint import HttpEndpoint
 
 __all__ = ["HttpProtocol"]
 
@@ -43,7 +42,7 @@ class HttpProtocol(asyncio.Protocol):
         tcp: Whether the connection came over the TCP listener.
     """
 
-    def __init__(self, endpoint: HttpEndpoint, *, tcp: bool) -> None:
+    def __init__(self, endpoint: Shared, *, tcp: bool) -> None:
         self._endpoint = endpoint
         self._loop = endpoint.loop
         self.tcp = tcp
