@@ -43,7 +43,6 @@ from .state import ConnectionOwner
 from .streams import Streams, pump_stream
 from .wire import FrameReader, Request, is_http, parse_request, parse_requests
 
-
 __all__ = ["Connection", "Phase"]
 
 log = logging.getLogger("actorbus.server")

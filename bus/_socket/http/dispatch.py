@@ -18,11 +18,10 @@ from typing import Any
 from contracts import ActorbusError, ShuttingDown
 
 from ..ordering import Part, internal_error
-from .ports import Shared
 from .messages import HttpRequest
+from .ports import Shared
 from .routing import Route
 from .slots import Slot
-
 
 __all__ = ["Dispatcher"]
 
@@ -38,9 +37,7 @@ class Dispatcher:
         pending: The slots in request order; the connection pops answered ones.
     """
 
-    def __init__(
-        self, endpoint: Shared, on_done: Callable[[asyncio.Future[Any]], None]
-    ) -> None:
+    def __init__(self, endpoint: Shared, on_done: Callable[[asyncio.Future[Any]], None]) -> None:
         self._endpoint = endpoint
         self._on_done = on_done
         self.pending: deque[Slot] = deque()

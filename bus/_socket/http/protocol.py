@@ -24,10 +24,9 @@ from contracts import ActorbusError
 from .answers import CONTINUE, AnswerWriter
 from .dispatch import Dispatcher
 from .messages import HttpError, HttpLines, HttpStream, error_body
-from .ports import Shared
 from .parsing import Phase, RequestReader
+from .ports import Shared
 from .slots import Slot, resolve
-
 
 __all__ = ["HttpProtocol"]
 
