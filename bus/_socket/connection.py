@@ -24,12 +24,11 @@ import fcntl
 import logging
 import termios
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from contracts import ActorbusError, InvalidRequest, ShuttingDown, UnknownOp
 
 from .flow import Flow
-from .http import is_http
 from .ordering import (
     PLAIN,
     AnswerEncoder,
@@ -40,11 +39,9 @@ from .ordering import (
     settle,
     unknown_op_message,
 )
+from .state import ConnectionOwner
 from .streams import Streams, pump_stream
-from .wire import FrameReader, Request, parse_request, parse_requests
-
-if TYPE_CHECKING:
-    from .server import Server
+from .wire import FrameReader, Request, is_http, parse_request, parse_requests
 
 __all__ = ["Connection", "Phase"]
 
@@ -83,7 +80,7 @@ class Phase(enum.Enum):
 class Connection(asyncio.Protocol):
     """The server side of one client connection (created by the server per accept)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ConnectionOwner) -> None:
         self._server = server
         state = server.state
         self._state = state

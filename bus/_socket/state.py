@@ -12,17 +12,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from contracts import ServerConfig
 
-if TYPE_CHECKING:
-    from .connection import Connection
-
-__all__ = ["Counters", "ServerState"]
+__all__ = ["ConnectionOwner", "Counters", "Resumable", "ServerState"]
 
 #: An answer estimate never falls below this many bytes (a response's envelope).
 _MIN_ANSWER_BYTES = 32
+
+
+class Resumable(Protocol):
+    """A connection as the state sees it: one that can be told to read again."""
+
+    def resume(self) -> None:
+        """Room came free: read and answer again."""
+        ...
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs of the server that accepted it.
+
+    Named here, below both, so that the connection and the server never import
+    each other's modules in a cycle (``docs/architecture.md``, "Layering").
+    """
+
+    @property
+    def state(self) -> ServerState:
+        """The record every connection of the server shares."""
+        ...
+
+    def admits(self, transport: asyncio.Transport) -> bool:
+        """Whether the peer may connect (the uid allow-list)."""
+        ...
+
+    def connection_opened(self, conn: Any) -> None:
+        """A connection was accepted."""
+        ...
+
+    def connection_closed(self, conn: Any) -> None:
+        """A connection is gone."""
+        ...
+
+    def orphan(self, fut: asyncio.Future[Any], *, counted: bool = True) -> None:
+        """Keep accepted work whose connection is gone until it finishes."""
+        ...
 
 
 class Counters:
@@ -114,7 +148,7 @@ class ServerState:
         self._answer_bytes: dict[str, int] = {}
         # Connections that stopped reading at a server-wide bound, resumed as room
         # comes free.
-        self._waiting: set[Connection] = set()
+        self._waiting: set[Resumable] = set()
 
     # ---- counters ------------------------------------------------------------
 
@@ -188,11 +222,11 @@ class ServerState:
 
     # ---- waiting for server-wide room --------------------------------------------
 
-    def wait_for_room(self, conn: Connection) -> None:
+    def wait_for_room(self, conn: Resumable) -> None:
         """``conn`` stopped at a server-wide bound; resume it when room comes free."""
         self._waiting.add(conn)
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Resumable) -> None:
         """``conn`` is gone: it waits for nothing any more."""
         self._waiting.discard(conn)
 

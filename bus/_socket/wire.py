@@ -33,7 +33,7 @@ from contracts import (
     safe_decode_message,
 )
 
-__all__ = ["FrameReader", "FrameWriter", "Request", "Result", "parse_request"]
+__all__ = ["FrameReader", "FrameWriter", "Request", "Result", "is_http", "parse_request"]
 
 T = TypeVar("T")
 
@@ -408,3 +408,13 @@ def parse_request(body: memoryview | bytes, framing: Framing) -> Request:
         what = "has no op" if op is None else "has an op that is not a string"
         return Request(rid, "", body, framing, InvalidRequest(f"the request {what}"))
     return Request(rid, op, body, framing)
+
+
+def is_http(data: bytes) -> bool:
+    """Whether a connection's first bytes start an HTTP request (a method token).
+
+    A method starts with an ASCII letter. A JSON Lines connection starts with ``{``;
+    a MessagePack frame with a length whose first byte is a letter would be over
+    1 GiB, far beyond any frame limit: the three never collide (``docs/http.md``).
+    """
+    return data[:1].isalpha()

@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contracts import ActorbusError, ShuttingDown
 
 from ..ordering import Part, internal_error
 from .messages import HttpRequest
+from .ports import Shared
 from .routing import Route
 from .slots import Slot
-
-if TYPE_CHECKING:
-    from .endpoint import HttpEndpoint
 
 __all__ = ["Dispatcher"]
 
@@ -39,9 +37,7 @@ class Dispatcher:
         pending: The slots in request order; the connection pops answered ones.
     """
 
-    def __init__(
-        self, endpoint: HttpEndpoint, on_done: Callable[[asyncio.Future[Any]], None]
-    ) -> None:
+    def __init__(self, endpoint: Shared, on_done: Callable[[asyncio.Future[Any]], None]) -> None:
         self._endpoint = endpoint
         self._on_done = on_done
         self.pending: deque[Slot] = deque()

@@ -21,7 +21,9 @@ import msgspec
 
 from contracts import ActorbusError, HttpConfig, InvalidRequest
 
+from ..wire import is_http
 from .messages import HttpError, HttpRequest, HttpResponse
+from .ports import HttpCounters
 from .protocol import HttpProtocol
 from .routing import Route, Router
 
@@ -30,16 +32,6 @@ __all__ = ["HttpEndpoint", "HttpStatistics", "is_http", "parse_listen"]
 log = logging.getLogger("actorbus.http")
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
-
-
-def is_http(data: bytes) -> bool:
-    """Whether a connection's first bytes start an HTTP request (a method token).
-
-    A method starts with an ASCII letter. A JSON Lines connection starts with ``{``;
-    a MessagePack frame with a length whose first byte is a letter would be over
-    1 GiB, far beyond any frame limit: the three never collide.
-    """
-    return data[:1].isalpha()
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -85,19 +77,6 @@ class HttpStatistics(msgspec.Struct, frozen=True):
     listening: str | None
 
 
-class Counters:
-    """Running totals; only the loop thread changes them, and they only grow."""
-
-    __slots__ = ("bytes_in", "bytes_out", "connections_total", "errors", "requests")
-
-    def __init__(self) -> None:
-        self.connections_total = 0
-        self.requests = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.errors: dict[str, int] = {}
-
-
 class HttpEndpoint:
     """What every HTTP connection of one service shares.
 
@@ -132,7 +111,7 @@ class HttpEndpoint:
         self.router = Router(routes)
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
-        self.counters = Counters()
+        self.counters = HttpCounters()
         self.closing = False
         self.listening: str | None = None
         self._token = token

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from contracts import ActorbusError
 
@@ -25,10 +25,8 @@ from .answers import CONTINUE, AnswerWriter
 from .dispatch import Dispatcher
 from .messages import HttpError, HttpLines, HttpStream, error_body
 from .parsing import Phase, RequestReader
+from .ports import Shared
 from .slots import Slot, resolve
-
-if TYPE_CHECKING:
-    from .endpoint import HttpEndpoint
 
 __all__ = ["HttpProtocol"]
 
@@ -43,7 +41,7 @@ class HttpProtocol(asyncio.Protocol):
         tcp: Whether the connection came over the TCP listener.
     """
 
-    def __init__(self, endpoint: HttpEndpoint, *, tcp: bool) -> None:
+    def __init__(self, endpoint: Shared, *, tcp: bool) -> None:
         self._endpoint = endpoint
         self._loop = endpoint.loop
         self.tcp = tcp
