@@ -136,6 +136,8 @@ def test_a_connection_opened_during_the_drain_gets_503_for_its_request(served: S
         fcntl.flock(fd, fcntl.LOCK_EX)
         held = connect(served.sock)
         held.sendall(_append("late", "l-1"))  # keeps the drain going until released
+        # Read and waiting for the lock before the signal (accepting is a loop pass).
+        assert _recv_some(held, 0.5) == b"", "the held append was answered under the lock"
         served.proc.send_signal(signal.SIGTERM)
         _wait_until_draining(served)
         # A keep-alive client's pipelined appends on a new connection: one answer, then close.
