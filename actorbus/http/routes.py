@@ -77,5 +77,6 @@ async def build_endpoint(
         http,
         max_body_bytes=config.server.max_frame_bytes,
         max_inflight=config.server.max_inflight_per_connection,
+        max_queued_bytes=config.server.max_queued_bytes_per_connection,
         token=token,
     )

@@ -86,6 +86,8 @@ class HttpEndpoint:
         max_body_bytes: The largest body (the socket's ``max_frame_bytes``).
         max_inflight: Requests read and not yet answered per connection before it
             stops reading.
+        max_queued_bytes: Bytes of answers one connection may hold unsent; past it
+            no more answers are encoded until the client reads.
         token: The bearer token writes over TCP must send; ``None``: writes over TCP
             are refused.
 
@@ -104,6 +106,7 @@ class HttpEndpoint:
         *,
         max_body_bytes: int,
         max_inflight: int = 1024,
+        max_queued_bytes: int = 4 << 20,
         token: bytes | None = None,
     ) -> None:
         self.config = config
@@ -111,6 +114,10 @@ class HttpEndpoint:
         self.router = Router(routes)
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
+        self.max_queued_bytes = max_queued_bytes
+        #: The size the last answer to each path took (bounded: cleared when full),
+        #: so that only the answers expected to fit the bound are produced.
+        self.answer_sizes: dict[str, int] = {}
         self.counters = HttpCounters()
         self.closing = False
         self.listening: str | None = None

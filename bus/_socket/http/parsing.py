@@ -202,6 +202,7 @@ class RequestReader:
             request.head = True
         extra = self._extra_headers
         slot = Slot(keep_alive, request.head, None if extra is None else extra(headers))
+        slot.path = path
         self.completed.append((request, slot))
         if not keep_alive:
             # Nothing after a request that closes the connection is read.

@@ -41,6 +41,8 @@ class Shared(Protocol):
     cors: bool
     max_body_bytes: int
     max_inflight: int
+    max_queued_bytes: int
+    answer_sizes: dict[str, int]
 
     def admit(self, request: HttpRequest) -> Route:
         """The route that answers ``request``, once the request may have it."""

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any, cast
 
 from contracts import ActorbusError
 
 from .answers import CONTINUE, AnswerWriter
 from .dispatch import Dispatcher
-from .messages import HttpError, HttpLines, HttpStream, error_body
+from .messages import HttpError, HttpLines, HttpRequest, HttpStream, error_body
 from .parsing import Phase, RequestReader
 from .ports import Shared
 from .slots import Slot, resolve
@@ -61,6 +62,10 @@ class HttpProtocol(asyncio.Protocol):
         self._answers = AnswerWriter(endpoint.count_error)
         self._continue_wanted = False  # a 100 Continue owed once the answers ahead are out
         self._stream: asyncio.Task[None] | None = None  # the streamed answer at the head
+        # Requests read and not yet dispatched (past the bytes bound), in order, and
+        # the bytes the dispatched answers not yet written are expected to take.
+        self._held: deque[tuple[HttpRequest, Slot]] = deque()
+        self._expected = 0
         self._reading = True
         self._write_paused = False
         self._writable: asyncio.Future[None] | None = None
@@ -89,9 +94,9 @@ class HttpProtocol(asyncio.Protocol):
         self._endpoint.counters.bytes_in += len(data)
         reader.feed(data)
         if reader.completed:
-            completed = reader.completed
+            self._held.extend(reader.completed)
             reader.completed = []
-            self._dispatcher.dispatch(completed)
+            self._admit()
         if reader.fatal is not None:
             self._fail(reader.fatal)
         self._flush()
@@ -113,6 +118,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._stream is not None:
             self._stream.cancel()
         self._pending.clear()  # accepted work runs on; only its answer has nowhere to go
+        self._held.clear()  # read, never run: no answer is owed to a closed connection
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._endpoint.closed(self)
@@ -137,12 +143,52 @@ class HttpProtocol(asyncio.Protocol):
         elif self._transport is not None:
             self._transport.write(CONTINUE)
 
+    def _admit(self) -> int:
+        """Dispatch the requests read whose answers are expected to fit the bytes bound.
+
+        An answer is expected to take what the last answer to its path took (a
+        sixteenth of the bound for a path not answered yet). Requests past the bound
+        wait, read and not yet run, and the connection stops reading
+        (``docs/http.md``, "Bounds"); at least one runs while nothing is owed.
+        """
+        held = self._held
+        endpoint = self._endpoint
+        bound = endpoint.max_queued_bytes
+        sizes = endpoint.answer_sizes
+        first = bound >> 4
+        expected = self._expected
+        take = 0
+        for _, slot in held:
+            estimate = sizes.get(slot.path, first)
+            if expected + estimate > bound and (take or self._pending):
+                break
+            slot.estimate = estimate
+            expected += estimate
+            take += 1
+        if not take:
+            return 0
+        self._expected = expected
+        if take == len(held):
+            batch = list(held)
+            held.clear()
+        else:
+            batch = [held.popleft() for _ in range(take)]
+        self._dispatcher.dispatch(batch)
+        return take
+
     def _fail(self, error: HttpError) -> None:
         """The byte stream cannot be read on: answer ``error`` after the rest, then close."""
         reader = self._reader
         reader.fatal = None
         reader.stop()
         reader.closing = True
+        held = self._held
+        if held:
+            # Answered after the requests read before it, which still wait.
+            slot = Slot(False, False, None)
+            slot.error = error
+            held.append((held[-1][0], slot))  # a slot with an error never runs its request
+            return
         self._dispatcher.refuse(error)
 
     # ---- answering -------------------------------------------------------------
@@ -163,8 +209,16 @@ class HttpProtocol(asyncio.Protocol):
         answers = self._answers
         out = bytearray()
         close = False
+        # Answers are encoded only while the client takes them: at most the bound
+        # (less what the transport still holds) per pass, plus one answer.
+        room = self._endpoint.max_queued_bytes - transport.get_write_buffer_size()
+        full = False
         while pending:
+            if out and len(out) >= room:
+                full = True
+                break
             slot = pending[0]
+            before = len(out)
             fut = slot.fut
             if fut is not None:
                 if not fut.done():
@@ -186,6 +240,7 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 answers.answer(slot, out)
             pending.popleft()
+            self._learn(slot, len(out) - before)
             if not slot.keep_alive:
                 close = True
                 pending.clear()
@@ -193,6 +248,10 @@ class HttpProtocol(asyncio.Protocol):
         if out:
             self._endpoint.counters.bytes_out += len(out)
             transport.write(out)
+        if full and not self._write_paused and not self._flush_scheduled:
+            # The kernel took it all: go on with the next answers on the next pass.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         reader = self._reader
         if close or (
             reader.closing
@@ -206,6 +265,10 @@ class HttpProtocol(asyncio.Protocol):
         if not pending and self._continue_wanted:
             self._continue_wanted = False
             transport.write(CONTINUE)
+        admitted = bool(self._held) and not self._write_paused and self._admit() > 0
+        if admitted and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         self._regulate()
 
     def _start_stream(self, slot: Slot, stream: HttpStream) -> None:
@@ -245,6 +308,15 @@ class HttpProtocol(asyncio.Protocol):
                 else:
                     self._loop.call_soon(self._flush)
 
+    def _learn(self, slot: Slot, size: int) -> None:
+        """An answer left: what it was expected to take is free, and its size is learnt."""
+        self._expected -= slot.estimate
+        if slot.path:
+            sizes = self._endpoint.answer_sizes
+            if len(sizes) >= 4096 and slot.path not in sizes:
+                sizes.clear()
+            sizes[slot.path] = size
+
     async def _wait_writable(self) -> None:
         if self._writable is None or self._writable.done():
             self._writable = self._loop.create_future()
@@ -255,7 +327,7 @@ class HttpProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        over = len(self._pending) >= self._endpoint.max_inflight
+        over = bool(self._held) or len(self._pending) >= self._endpoint.max_inflight
         if over and self._reading:
             self._reading = False
             transport.pause_reading()

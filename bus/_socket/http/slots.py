@@ -20,7 +20,18 @@ class Slot:
     not negative when ``fut`` is a reply shared by several requests.
     """
 
-    __slots__ = ("error", "extra", "fut", "head", "index", "keep_alive", "route", "value")
+    __slots__ = (
+        "error",
+        "estimate",
+        "extra",
+        "fut",
+        "head",
+        "index",
+        "keep_alive",
+        "path",
+        "route",
+        "value",
+    )
 
     def __init__(self, keep_alive: bool, head: bool, extra: dict[str, str] | None) -> None:
         self.keep_alive = keep_alive
@@ -31,6 +42,8 @@ class Slot:
         self.error: ActorbusError | None = None
         self.fut: asyncio.Future[Any] | None = None
         self.index = -1
+        self.path = ""  # the request's path: what its answer size is learnt by
+        self.estimate = 0  # the bytes its answer is expected to take
 
 
 def resolve(slot: Slot, fut: asyncio.Future[Any]) -> None:
