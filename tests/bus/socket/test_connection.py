@@ -493,7 +493,7 @@ try:
     client = socket.socket(fileno=fd)
     client.sendall(b'}\\n{"id":2,"op":"ping"}\\n')  # lands in the kernel's buffer
     client.detach()
-    time.sleep(0.6)  # longer than idle_timeout_s
+    time.sleep(1.5)  # longer than idle_timeout_s
 finally:
     os.kill(pid, signal.SIGCONT)
 """
@@ -503,7 +503,9 @@ finally:
 async def test_a_stall_past_the_idle_timeout_with_the_frame_in_the_kernel_is_answered(
     sock_path: Path,
 ) -> None:
-    async with running(sock_path, idle_timeout_s=0.2), connect(sock_path, "jsonl") as raw:
+    # The timeout leaves room for the helper to start (a loaded machine included)
+    # before the timer would fire; the stall then outlasts it.
+    async with running(sock_path, idle_timeout_s=1.0), connect(sock_path, "jsonl") as raw:
         await raw.stream.send(b'{"id":1,"op":"echo","value":"a"')
         await anyio.sleep(0.05)  # read: a frame started, its timer armed
         fd = raw.stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno()
