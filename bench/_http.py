@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import httptools
 
 from bench._harness import Context, Measurement, Scenario, Skip, Target
 from bench._service import _event, _open, _service
-from bench._socket import _percentile, wait_for_socket
+from bench._socket import _percentile, stop_process, wait_for_socket
 
 __all__ = ["SCENARIOS"]
 
@@ -120,12 +119,7 @@ def _peer(ctx: Context) -> Iterator[tuple[Path, Path]]:
         wait_for_socket(path, proc, "the FastAPI peer", timeout=30)
         yield root, path
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=30)
         shutil.rmtree(root, ignore_errors=True)
 
 

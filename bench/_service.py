@@ -16,7 +16,6 @@ Run the service alone with ``python -m bench._service serve ROOT SOCKET``.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from bench._baselines import LINE
 from bench._harness import Context, Measurement, Scenario, Target, best_of
-from bench._socket import _percentile, _rtts, _server, wait_for_socket
+from bench._socket import _percentile, _rtts, _server, stop_process, wait_for_socket
 
 __all__ = ["SCENARIOS"]
 
@@ -62,12 +61,7 @@ def _service(ctx: Context) -> Iterator[Path]:
         wait_for_socket(path, proc, "the service", timeout=30)
         yield path
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=30)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -36,6 +36,16 @@ def _ping_frame(rid: int = 1) -> bytes:
     return FrameWriter("msgpack").encode({"id": rid, "op": "ping"})
 
 
+def stop_process(proc: subprocess.Popen[Any], *, timeout: float) -> None:
+    """SIGTERM ``proc`` and wait for it; kill it if it outlives ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for_socket(path: Path, proc: subprocess.Popen[Any], what: str, *, timeout: float) -> None:
     """Return once ``path`` accepts a connection; fail if ``proc`` exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -65,12 +75,7 @@ def _server(kind: str, ctx: Context) -> Iterator[Path]:
         wait_for_socket(path, proc, f"the {kind} server", timeout=20)
         yield path
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         if path.parent.name.startswith("ab-"):
             shutil.rmtree(path.parent, ignore_errors=True)
 

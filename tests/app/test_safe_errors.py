@@ -8,7 +8,6 @@ appear neither in the answer's bytes nor in the service's log, and no answer is 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from support.http_service import Served, parse_responses, serve_http
-from support.service import short_root
+from support.http_service import Served, parse_responses, serve_http_fresh
 
 from bus import FrameReader, FrameWriter
 from contracts import Framing
@@ -102,12 +100,8 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    root = short_root()
-    try:
-        with serve_http(root) as served:
-            yield served
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_http_fresh() as served:
+        yield served
 
 
 def _exchange(path: Path, framing: Framing, requests: list[Any]) -> list[bytes]:
@@ -211,16 +205,12 @@ def test_no_http_answer_repeats_a_key_or_value_the_client_sent(
 
 
 def test_the_log_never_holds_what_a_client_sent() -> None:
-    root = short_root()
-    try:
-        with serve_http(root) as served:
-            for framing in ("jsonl", "msgpack"):
-                _exchange(served.sock, framing, [request for _, request in CASES])  # type: ignore[arg-type]
-            for case in HTTP_CASES:
-                _http(served, *case)
-            served.stop()
-            log = served.log()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_http_fresh() as served:
+        for framing in ("jsonl", "msgpack"):
+            _exchange(served.sock, framing, [request for _, request in CASES])  # type: ignore[arg-type]
+        for case in HTTP_CASES:
+            _http(served, *case)
+        served.stop()
+        log = served.log()
     assert b"serving" in log
     assert _leaks(log) == []

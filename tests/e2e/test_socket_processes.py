@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from support.service import root_dir, socket_of, start_serve
+from support.service import root_dir, rss_bytes, socket_of, start_serve
 from support.service import stop as stop_service
 from support.socket_ops import OPS_SCRIPT, short_dir, start_server, stop
 
@@ -34,14 +34,6 @@ def sock_path() -> Iterator[Path]:
     directory = short_dir()
     yield directory / "s.sock"
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def rss_bytes(pid: int) -> int:
-    """The process's resident memory, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def server_stats(path: Path) -> dict[str, Any]:

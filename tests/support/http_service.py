@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 import httptools
 import httpx
 
-from support.service import REPO, socket_of, start_serve, stop
+from support.service import REPO, short_root, socket_of, start_serve, stop
 
 REPO_DOCS = REPO / "docs"
 
@@ -181,3 +182,14 @@ def request_bytes(
     if body:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@contextmanager
+def serve_http_fresh(config: str = "", *, tcp: bool = False) -> Iterator[Served]:
+    """:func:`serve_http` on a fresh short root, removed afterwards."""
+    root = short_root()
+    try:
+        with serve_http(root, config, tcp=tcp) as served:
+            yield served
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -30,6 +30,14 @@ SUPPORT_SCRIPT = Path(__file__)
 REPO = SUPPORT_SCRIPT.resolve().parents[2]
 
 
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def short_root() -> Path:
     """A fresh root whose socket path fits AF_UNIX's limit (about 100 bytes)."""
     return Path(tempfile.mkdtemp(prefix="ab-svc-", dir="/tmp"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import time
@@ -25,21 +24,17 @@ from support.http_service import (
     parse_responses,
     read_until_closed,
     request_bytes,
-    serve_http,
+    serve_http_fresh,
 )
-from support.service import event, short_root
+from support.service import event
 
 USER = "drain"
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    root = short_root()
-    try:
-        with serve_http(root) as served:
-            yield served
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with serve_http_fresh() as served:
+        yield served
 
 
 def _exchange(path: Path, data: bytes) -> list[RawResponse]:

@@ -3,35 +3,22 @@ the service's memory within the bound, and gets every answer once it reads."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httptools
 import pytest
-from support.http_service import Served, serve_http
-from support.service import short_root
+from support.http_service import Served, serve_http_fresh
+from support.service import rss_bytes
 
 MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    root = short_root()
-    try:
-        with serve_http(root) as served:
-            yield served
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    with serve_http_fresh() as served:
+        yield served
 
 
 class _Answers:
