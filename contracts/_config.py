@@ -21,11 +21,13 @@ __all__ = [
     "ConfigError",
     "EnrichmentConfig",
     "HttpConfig",
+    "JetStreamConfig",
     "LiveDataConfig",
     "ProviderConfig",
     "RecorderConfig",
     "ScopeConfig",
     "ServerConfig",
+    "StorageConfig",
     "allowed_range",
     "check_config",
     "load_config",
@@ -114,6 +116,46 @@ class HttpConfig(Base, frozen=True):
     max_runs: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 32
 
 
+class JetStreamConfig(Base, frozen=True):
+    """Where and how a JetStream-backed service stores its state (``docs/scale-out.md``).
+
+    Attributes:
+        servers: NATS server URLs (``nats://host:port``); any one of a cluster will do.
+        credentials_file: A NATS credentials file (``.creds``), or ``None``.
+        partitions: How many streams hold session logs; fixed forever once created.
+        replicas: Copies JetStream keeps of every stream and bucket (1, or 3 on a cluster).
+        publish_timeout_s: How long one publish waits for JetStream's acknowledgement.
+        retry_deadline_s: How long an append whose outcome is unknown is retried
+            (with the same message id) before it fails as possibly recorded.
+        duplicate_window_s: How long JetStream remembers message ids (retries must
+            fall within it).
+        max_inflight: Publishes awaiting an acknowledgement, at most, per service.
+        connect_timeout_s: How long the service tries to reach a server at start.
+    """
+
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    credentials_file: str | None = None
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    publish_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 2.0
+    retry_deadline_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 30.0
+    duplicate_window_s: Annotated[float, msgspec.Meta(ge=1, le=7 * DAY_S)] = 120.0
+    max_inflight: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 4096
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 5.0
+
+
+class StorageConfig(Base, frozen=True):
+    """Where the service keeps session logs, live data and the enrichment cache.
+
+    Attributes:
+        backend: ``files`` under the root (one host), or ``jetstream`` (many hosts).
+        jetstream: The JetStream settings, used when ``backend = "jetstream"``.
+    """
+
+    backend: Literal["files", "jetstream"] = "files"
+    jetstream: JetStreamConfig = msgspec.field(default_factory=JetStreamConfig)
+
+
 class ScopeConfig(Base, frozen=True):
     """A live-data scope beside the defaults: the dotted branch paths it owns."""
 
@@ -173,6 +215,7 @@ class Config(Base, frozen=True):
     live_data: LiveDataConfig = msgspec.field(default_factory=LiveDataConfig)
     enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
 
 
 class ConfigError(InvalidRequest):

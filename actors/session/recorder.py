@@ -21,17 +21,14 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, cast
 
-import anyio
-
 from bus import ActorRef, Bus
 from contracts import ActorbusError, AppendResult, RecorderConfig
 
-from .committer import Committer
 from .events import EventCheck, check_id
 from .file_store import FileSessionStore
 from .order import Exclusive, SessionOrder
-from .readers import follow_lines, replay_lines
-from .store import SessionStore
+from .store import SessionBackend, SessionStore
+from .threaded import ThreadedSessions
 from .writer import Append, AppendBatch, SessionWriter, WriterSettings
 
 __all__ = ["Queued", "Recorder"]
@@ -63,7 +60,10 @@ class Recorder:
         config: Line bound, durability and batch bounds.
         clock: Returns the current time in UTC, for ``recorded_at`` (default: the
             system clock).
-        store: Where logs live (default: files under ``root``).
+        store: The blocking store logs live in (default: files under ``root``),
+            run on an IO thread.
+        backend: Where logs live, when not a blocking store (JetStream); takes
+            the place of ``store``.
         idle_s: Passivate a session's writer idle this long (default: the bus's).
         max_live: Bound on live writers (default: the bus's).
         mailbox_size: Each writer's mailbox bound (default: the bus's).
@@ -81,6 +81,7 @@ class Recorder:
         clock: Callable[[], datetime] | None = None,
         *,
         store: SessionStore | None = None,
+        backend: SessionBackend | None = None,
         idle_s: float | None = None,
         max_live: int | None = None,
         mailbox_size: int | None = None,
@@ -88,7 +89,11 @@ class Recorder:
         self.root = Path(root)
         self.config = config
         self._bus = bus
-        self._store: SessionStore = store if store is not None else FileSessionStore(self.root)
+        if backend is None:
+            backend = ThreadedSessions(
+                bus, store if store is not None else FileSessionStore(self.root)
+            )
+        self.backend = backend
         checker = EventCheck(config.max_event_bytes)
         self._check = checker.check
         self._check_batch = checker.check_batch
@@ -98,14 +103,16 @@ class Recorder:
         # Sessions held by an open or a batch in progress, and the appends that
         # arrived behind them (see order.py); loop thread only.
         self._order = SessionOrder(bus.loop, self._try_append_now)
-        self.committer = Committer(bus.loop, self._store)
+        batch_max_bytes = config.batch_max_bytes
+        if backend.max_chunk_bytes is not None:
+            batch_max_bytes = min(batch_max_bytes, backend.max_chunk_bytes)
         settings = WriterSettings(
             bus,
-            self.committer,
+            backend,
             clock,
             durable=config.durability == "fsync",
             batch_max_events=config.batch_max_events,
-            batch_max_bytes=config.batch_max_bytes,
+            batch_max_bytes=batch_max_bytes,
         )
         bus.register(
             SessionWriter,
@@ -116,9 +123,9 @@ class Recorder:
         )
 
     def open_session(self, user_id: str, session_id: str) -> Awaitable[bool]:
-        """Create the session's directory (the only way one is created).
+        """Create the session (for files, its directory): the only way one is created.
 
-        The session is held from this call until the directory exists: appends to
+        The session is held from this call until it exists: appends to
         it made meanwhile (pipelined behind the open on a connection) wait and then
         go in the order they were made, so none fails ``MissingSessionPath``.
 
@@ -133,9 +140,7 @@ class Recorder:
         check_id(session_id, "session_id")
         order = self._order
         held = order.acquire([(user_id, session_id)])
-        task = asyncio.ensure_future(
-            anyio.to_thread.run_sync(self._store.open_session, user_id, session_id)
-        )
+        task = asyncio.ensure_future(self.backend.open_session(user_id, session_id))
         task.add_done_callback(lambda _: order.release(held))
         return task
 
@@ -344,7 +349,7 @@ class Recorder:
         """
         check_id(user_id, "user_id")
         check_id(session_id, "session_id")
-        return replay_lines(self._store, user_id, session_id)
+        return self.backend.replay(user_id, session_id)
 
     def follow(
         self,
@@ -370,9 +375,7 @@ class Recorder:
         """
         check_id(user_id, "user_id")
         check_id(session_id, "session_id")
-        return follow_lines(
-            self._store, self._bus, user_id, session_id, from_start=from_start, poll_s=poll_s
-        )
+        return self.backend.follow(user_id, session_id, from_start=from_start, poll_s=poll_s)
 
 
 def _as_list(

@@ -1,20 +1,29 @@
-"""What the recorder needs of the place session logs live: the ``SessionStore`` protocol.
+"""What the recorder needs of the place session logs live.
 
-The recorder, its writers, the committer and the readers see storage only through
-this module. :class:`~actors.FileSessionStore` (``file_store.py``) is the one
-implementation; what is particular to it (the log's flock, waiting for another
-process's lock) stays there. The contract each call keeps is in
-``docs/recording.md``.
+Two protocols, one per side of a round trip:
+
+- :class:`SessionBackend` is what the recorder and its writers call, on the event
+  loop: open a session, write chunks (the outcome comes back through a callback),
+  replay and follow. Two backends keep it: :class:`~actors.session.ThreadedSessions`
+  runs a blocking :class:`SessionStore` on the committer's IO thread, and
+  :class:`~actors.session.JetStreamSessions` talks to NATS JetStream.
+- :class:`SessionStore` is the blocking store the threaded backend runs:
+  :class:`~actors.FileSessionStore` (``file_store.py``) is its one implementation,
+  and what is particular to it (the log's flock, waiting for another process's
+  lock) stays there.
+
+The contract each call keeps is in ``docs/recording.md``; the JetStream mapping in
+``docs/scale-out.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from contracts import ActorbusError
 
-__all__ = ["LogWindow", "Outcome", "SessionStore"]
+__all__ = ["LogWindow", "Outcome", "SessionBackend", "SessionStore"]
 
 #: How many chunks were written, and the error that stopped the rest (or None).
 Outcome = tuple[int, ActorbusError | None]
@@ -72,4 +81,46 @@ class SessionStore(Protocol):
 
     def window(self, user_id: str, session_id: str, offset: int, limit: int) -> LogWindow:
         """Read from ``offset`` with the log's size and identity; see :class:`LogWindow`."""
+        ...
+
+
+class SessionBackend(Protocol):
+    """Session logs as the recorder sees them: every call is made on the event loop.
+
+    Attributes:
+        max_chunk_bytes: The most one written chunk may hold (``None``: no bound
+            beyond the recorder's own batch bound).
+    """
+
+    max_chunk_bytes: int | None
+
+    def open_session(self, user_id: str, session_id: str) -> Awaitable[bool]:
+        """Create the session; the awaitable gives whether this call created it."""
+        ...
+
+    def write(
+        self,
+        user_id: str,
+        session_id: str,
+        chunks: Sequence[bytes],
+        *,
+        durable: bool,
+        then: Callable[[Outcome], None],
+    ) -> None:
+        """Write chunks of complete lines in order; ``then(outcome)`` runs on the loop after.
+
+        A session's writes are made in the order this is called. A chunk is written
+        whole or not at all; the outcome says how many chunks were written and the
+        error that stopped the rest. ``then`` must not raise.
+        """
+        ...
+
+    def replay(self, user_id: str, session_id: str) -> AsyncIterator[bytes]:
+        """Iterate the session's lines (no newline), oldest first, to the end as it stands."""
+        ...
+
+    def follow(
+        self, user_id: str, session_id: str, *, from_start: bool, poll_s: float
+    ) -> AsyncIterator[bytes]:
+        """Iterate the session's lines, then new ones as they land, until the caller stops."""
         ...

@@ -3,9 +3,10 @@
 One instance per ``(user_id, session_id)``. Its mailbox is the session's order.
 It takes everything queued as one batch (group commit), stamps ``recorded_at``,
 builds the envelope lines around the event bytes it was given, cuts them into
-chunks bounded by count and bytes (one ``write()`` each), and submits them to the
-committer as one job. It answers only once that job was written, so an
-acknowledgement means the line reached the kernel; while it waits, new mail
+chunks bounded by count and bytes (one ``write()`` or one JetStream message
+each), and hands them to the session backend as one job. It answers only once
+that job was written, so an acknowledgement means the line reached the store (the
+kernel for files, JetStream's acknowledgement for JetStream); while it waits, new mail
 queues up and becomes the next batch. Written envelopes are then published on the
 session's topic, in order.
 
@@ -26,9 +27,8 @@ import msgspec
 from bus import Actor, Bus, Later
 from contracts import ActorbusError, AppendResult, RecorderIOError
 
-from .committer import Committer
 from .events import RecordedAt, session_topic
-from .store import Outcome
+from .store import Outcome, SessionBackend
 
 __all__ = ["Append", "AppendBatch", "SessionWriter", "WriterSettings"]
 
@@ -57,10 +57,10 @@ class WriterSettings:
     """What every writer of one recorder shares (read-only after construction)."""
 
     __slots__ = (
+        "backend",
         "batch_max_bytes",
         "batch_max_events",
         "bus",
-        "committer",
         "durable",
         "recorded_at",
     )
@@ -68,7 +68,7 @@ class WriterSettings:
     def __init__(
         self,
         bus: Bus,
-        committer: Committer,
+        backend: SessionBackend,
         clock: Callable[[], datetime] | None,
         *,
         durable: bool,
@@ -76,7 +76,7 @@ class WriterSettings:
         batch_max_bytes: int,
     ) -> None:
         self.bus = bus
-        self.committer = committer
+        self.backend = backend
         self.recorded_at = RecordedAt(clock)
         self.durable = durable
         self.batch_max_events = max(1, batch_max_events)
@@ -106,8 +106,8 @@ class SessionWriter(Actor):
         A plain method, so the runtime drains this actor without a task. The
         answer holds the writer until it completes: mail queued meanwhile becomes
         the next batch (group commit), so the session's order is the mailbox order.
-        The committer's completion resolves it directly: from the IO thread's
-        outcome to the askers' replies takes one loop callback.
+        The backend's completion resolves it directly: from the IO thread's (or
+        JetStream's) outcome to the askers' replies takes one loop callback.
         """
         settings = self._settings
         recorded_at, prefix, between = settings.recorded_at()
@@ -143,7 +143,7 @@ class SessionWriter(Actor):
                 ends = [len(raws)]
             else:
                 chunks, ends = _cut(raws, prefix, between, settings)
-        settings.committer.write(
+        settings.backend.write(
             self._user_id,
             self._session_id,
             chunks,
@@ -164,7 +164,7 @@ class SessionWriter(Actor):
         settings = self._settings
         answer = Later()
         line = b"".join((prefix, message.raw, b"}\n"))
-        settings.committer.write(
+        settings.backend.write(
             self._user_id,
             self._session_id,
             (line,),
