@@ -17,7 +17,7 @@ from contracts import Config, ConfigError, load_config
 
 from ._cmd_common import add_target_options, guarded, root_of, socket_of
 
-__all__ = ["read_config", "register"]
+__all__ = ["read_config", "register", "with_backend"]
 
 
 def read_config(path: Path | None) -> Config:
@@ -34,6 +34,22 @@ def read_config(path: Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read the configuration {path}: {exc.strerror}") from None
     return load_config(data, str(path))
+
+
+def with_backend(config: Config, backend: str) -> Config:
+    """``config`` with the storage ``--backend`` names: ``files``, or a ``nats://`` URL.
+
+    Raises:
+        ConfigError: ``backend`` is neither.
+    """
+    if backend == "files":
+        storage = msgspec.structs.replace(config.storage, backend="files")
+    elif backend.startswith(("nats://", "tls://")):
+        jetstream = msgspec.structs.replace(config.storage.jetstream, servers=[backend])
+        storage = msgspec.structs.replace(config.storage, backend="jetstream", jetstream=jetstream)
+    else:
+        raise ConfigError("--backend must be files or a nats:// URL of a JetStream server")
+    return msgspec.structs.replace(config, storage=storage)
 
 
 def _say(text: str) -> None:
@@ -64,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.http is not None:
         http = msgspec.structs.replace(config.http, listen=args.http)
         config = msgspec.structs.replace(config, http=http)
+    if args.backend is not None:
+        config = with_backend(config, args.backend)
     code: int = run(_serve, root_of(args), config, socket_of(args))
     return code
 
@@ -91,6 +109,15 @@ def register(subparsers: Any) -> None:
         help=(
             "also serve HTTP on this TCP address (loopback unless [http] allow_remote; "
             "overrides [http] listen); the Unix socket always answers HTTP"
+        ),
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        metavar="files|nats://HOST:PORT",
+        help=(
+            "where state lives: files under the root (the default), or NATS JetStream at this "
+            "URL (overrides [storage]; docs/scale-out.md)"
         ),
     )
     parser.add_argument(

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from actors import Enrichment, LiveData, Provider, Recorder
+from actors import Enrichment, JetStream, JetStreamSessions, LiveData, Provider, Recorder
 from bus import Bus, HttpEndpoint, Server, SocketInUse, open_bus, serve_unix
 from contracts import Config, InvalidRequest, check_config
 
@@ -187,9 +187,16 @@ async def _running(
     providers: Mapping[str, Provider] | None,
 ) -> AsyncIterator[Service]:
     """The service of :func:`open_service`, once its configuration and layout are checked."""
+    # JetStream is reached before any actor is built, and closed after they drained.
+    jetstream: JetStream | None = None
+    sessions: JetStreamSessions | None = None
+    if config.storage.backend == "jetstream":
+        jetstream = await JetStream.connect(config.storage.jetstream)
     try:
         async with open_bus(config.bus) as bus:
-            recorder = Recorder(bus, root, config.recorder, clock)
+            if jetstream is not None:
+                sessions = await JetStreamSessions.open(jetstream)
+            recorder = Recorder(bus, root, config.recorder, clock, backend=sessions)
             live = LiveData(bus, root, config.live_data)
             enrichment = Enrichment(bus, root, config.enrichment, providers)
             service = Service(
@@ -238,3 +245,9 @@ async def _running(
         if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], ExceptionGroup):
             raise group.exceptions[0] from None
         raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            if sessions is not None:
+                await sessions.aclose()
+            if jetstream is not None:
+                await jetstream.aclose()

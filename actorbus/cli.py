@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "actorbus._cmd_serve",
     "actorbus._cmd_post",
     "actorbus._cmd_ops",
+    "actorbus._cmd_export",
 ]
 
 

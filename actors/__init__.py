@@ -1,6 +1,6 @@
 """actorbus actors: the session writers, the live-data gate and the enrichment cache."""
 
-from ._shared import LockHandle, NamedLock, OwnerRecord, PrivacyGate, PrivacyHit
+from ._shared import JetStream, LockHandle, NamedLock, OwnerRecord, PrivacyGate, PrivacyHit
 from .enrich import (
     CacheEntry,
     CacheStore,
@@ -18,6 +18,7 @@ from .enrich import (
 from .live import LIVE_DATA_LOCK, FileLiveStore, LiveData, LiveStore
 from .session import (
     FileSessionStore,
+    JetStreamSessions,
     Recorder,
     SessionStore,
     SessionWriter,
@@ -35,6 +36,8 @@ __all__ = [
     "FileLiveStore",
     "FileSessionStore",
     "HttpProvider",
+    "JetStream",
+    "JetStreamSessions",
     "LiveData",
     "LiveStore",
     "LockHandle",

@@ -239,3 +239,18 @@ def pytest_runtest_makereport() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A fresh nats-server with JetStream on a free loopback port, stopped by its pid.
+
+    Skips where the binary is missing, fails under ``CI=true`` (``support/nats.py``).
+    """
+    from support.nats import NatsServer, require_nats_server
+
+    server = NatsServer(require_nats_server(), tmp_path_factory.mktemp("nats") / "js").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ IO thread, ``jetstream`` keeps them in NATS JetStream.
 
 from .events import session_path, session_topic
 from .file_store import FileSessionStore
+from .jetstream import JetStreamSessions
 from .order import Exclusive, SessionOrder, session_key
 from .recorder import Queued, Recorder
 from .store import SessionBackend, SessionStore
@@ -18,6 +19,7 @@ from .writer import SessionWriter
 __all__ = [
     "Exclusive",
     "FileSessionStore",
+    "JetStreamSessions",
     "Queued",
     "Recorder",
     "SessionBackend",

