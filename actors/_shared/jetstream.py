@@ -124,6 +124,11 @@ class Publisher:
         self._waiting: dict[str, asyncio.Future[PubAck]] = {}
         self._sub: Any = None
 
+    @property
+    def inbox_prefix(self) -> str:
+        """The subject prefix every acknowledgement comes back on (after :meth:`start`)."""
+        return self._prefix
+
     async def start(self) -> None:
         """Subscribe to the inbox the acknowledgements come back on."""
         self._prefix = self._nc.new_inbox() + "."

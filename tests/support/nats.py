@@ -7,6 +7,7 @@ reason; under ``CI=true`` they fail instead: CI must run them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +117,86 @@ class NatsServer:
     def restart(self) -> None:
         """Start it again on the same port and store."""
         self.start()
+
+
+class AckDropProxy:
+    """A loopback TCP proxy between a client and nats-server that can lose one message.
+
+    It passes every byte through, parsing what the server sends (``MSG``/``HMSG``
+    frames, ``docs/scale-out.md`` has why); :meth:`drop_next` makes it swallow the
+    next message whose subject starts with a prefix: an acknowledgement lost on the
+    way back, after the server stored what it acknowledges.
+
+    Args:
+        upstream_port: The server's client port.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.dropped = 0
+        self._prefix: bytes | None = None
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def drop_next(self, subject_prefix: str) -> None:
+        """Swallow the next message the server sends on a subject starting so."""
+        self._prefix = subject_prefix.encode()
+
+    async def start(self) -> AckDropProxy:
+        """Listen on a free loopback port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def aclose(self) -> None:
+        """Stop listening."""
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pipe_up() -> None:
+            while data := await reader.read(65536):
+                up_writer.write(data)
+                await up_writer.drain()
+            up_writer.close()
+
+        task = asyncio.ensure_future(pipe_up())
+        buffer = b""
+        try:
+            while data := await up_reader.read(65536):
+                buffer += data
+                out, buffer = self._frames(buffer)
+                writer.write(out)
+                await writer.drain()
+        finally:
+            task.cancel()
+            writer.close()
+
+    def _frames(self, buffer: bytes) -> tuple[bytes, bytes]:
+        """The complete frames of ``buffer`` to pass on, and what is left of it."""
+        out = bytearray()
+        while True:
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                return bytes(out), buffer
+            line = buffer[: end + 2]
+            frame_end = end + 2
+            words = line.split()
+            if words and words[0] in (b"MSG", b"HMSG"):
+                frame_end += int(words[-1]) + 2
+                if len(buffer) < frame_end:
+                    return bytes(out), buffer
+                prefix = self._prefix
+                if prefix is not None and words[1].startswith(prefix):
+                    self._prefix = None
+                    self.dropped += 1
+                    buffer = buffer[frame_end:]
+                    continue
+            out += buffer[:frame_end]
+            buffer = buffer[frame_end:]
