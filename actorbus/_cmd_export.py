@@ -2,7 +2,7 @@
 
 It reads the storage directly (no running service needed): the files under the
 root, or JetStream with ``--backend``/``[storage]``. What it writes is byte for
-byte what a file-backed service holds in ``<session>.jsonl``: every envelope line
+byte what a file-backed service holds in the session's log: every envelope line
 acknowledged so far, each ending in a newline.
 """
 
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
         help="write a session's log as JSON Lines, from files or JetStream",
         description=(
             "Write every envelope line of a session, as a file-backed service holds it "
-            "(<session>.jsonl), to standard output or -o FILE. Reads the storage directly: "
+            "in its log, to standard output or -o FILE. Reads the storage directly: "
             "the files under --root, or JetStream (--backend nats://HOST:PORT or [storage])."
         ),
     )

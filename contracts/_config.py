@@ -143,6 +143,13 @@ class JetStreamConfig(Base, frozen=True):
     max_inflight: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 4096
     connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=DAY_S)] = 5.0
 
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("servers must name at least one NATS server")
+        if self.retry_deadline_s >= self.duplicate_window_s:
+            # A retry past the window could be stored as a second copy.
+            raise ValueError("retry_deadline_s must be under duplicate_window_s")
+
 
 class StorageConfig(Base, frozen=True):
     """Where the service keeps session logs, live data and the enrichment cache.

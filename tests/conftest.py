@@ -245,9 +245,9 @@ def pytest_runtest_makereport() -> Iterator[None]:
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A fresh nats-server with JetStream on a free loopback port, stopped by its pid.
 
-    Skips where the binary is missing, fails under ``CI=true`` (``support/nats.py``).
+    Skips where the binary is missing, fails under ``CI=true`` (``support/nats_server.py``).
     """
-    from support.nats import NatsServer, require_nats_server
+    from support.nats_server import NatsServer, require_nats_server
 
     server = NatsServer(require_nats_server(), tmp_path_factory.mktemp("nats") / "js").start()
     try:

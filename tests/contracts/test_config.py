@@ -42,7 +42,15 @@ NUMERIC = _numeric_keys()
 
 def test_every_numeric_key_of_every_section_has_a_lower_and_an_upper_bound() -> None:
     sections = {path.split(".")[1] for path, _ in NUMERIC}
-    assert sections == {"bus", "recorder", "server", "live_data", "enrichment", "http"}
+    assert sections == {
+        "bus",
+        "recorder",
+        "server",
+        "live_data",
+        "enrichment",
+        "http",
+        "storage",
+    }
     unbounded = [
         path
         for path, info in NUMERIC
@@ -98,3 +106,16 @@ def test_the_defaults_are_within_every_range() -> None:
     data = msgspec.to_builtins(Config())
     assert msgspec.convert(data, Config) == Config()
     assert all(allowed_range(path) is not None for path, _ in NUMERIC)
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ("[storage.jetstream]\nretry_deadline_s = 200", "retry_deadline_s must be under"),
+        ("[storage.jetstream]\nservers = []", "at least one NATS server"),
+        ("[storage]\nbackend = 'kafka'", "storage.backend"),
+    ],
+)
+def test_a_jetstream_configuration_that_cannot_work_is_refused(toml: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_config(toml, "bus.toml")

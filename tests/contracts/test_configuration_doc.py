@@ -23,7 +23,7 @@ def _toml(value: Any) -> str:
     if isinstance(value, str):
         return f'`"{value}"`'
     if isinstance(value, list):
-        return "`[]`"
+        return "`[" + ", ".join(f'"{item}"' for item in value) + "]`"
     if isinstance(value, dict):
         return "`{}`"
     return f"`{value}`"

@@ -1,6 +1,6 @@
 """What only the JetStream backend has: subjects, refusals, lost acknowledgements, outages.
 
-Every test runs a real nats-server (``support/nats.py``); the contract both
+Every test runs a real nats-server (``support/nats_server.py``); the contract both
 backends keep is ``test_backends.py``.
 """
 
@@ -16,7 +16,7 @@ import anyio
 import nats
 import pytest
 from nats.js import api
-from support.nats import AckDropProxy, NatsServer
+from support.nats_server import AckDropProxy, NatsServer
 from support.recording import event
 
 from actors import JetStream, JetStreamSessions, Recorder
@@ -53,7 +53,7 @@ async def record_ids(recorder: Recorder, session: str = "s1") -> list[str]:
 
 
 def test_subject_tokens_are_reversible_and_dot_free() -> None:
-    from actors._shared.jetstream import decode_token, encode_token
+    from actors._shared.jetstream import decode_token, encode_token  # layering: white-box, codec
 
     for value in ("a.b", "~", "a~2Eb", "..x", "plain-id_9"):
         token = encode_token(value)
@@ -198,7 +198,7 @@ async def test_the_partition_count_is_fixed_once_the_streams_exist(
 
 
 async def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
-    from support.nats import free_port
+    from support.nats_server import free_port
 
     url = f"nats://user:secret@127.0.0.1:{free_port()}"
     with anyio.fail_after(10), pytest.raises(RecorderIOError) as caught:
