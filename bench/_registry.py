@@ -18,6 +18,7 @@ MODULES: list[str] = [
     "bench._floors",
     "bench._service",
     "bench._http",
+    "bench._jetstream",
 ]
 
 

@@ -10,7 +10,8 @@ timed with the same blocking loop as ``peer.socket_echo.rtt_p50_us`` (send one
 length-prefixed MessagePack frame, read one back); the echo of this very frame is
 reported beside it.
 
-Run the service alone with ``python -m bench._service serve ROOT SOCKET``.
+Run the service alone with ``python -m bench._service serve ROOT SOCKET [NATS_URL]``
+(with a URL, on JetStream: ``bench/_jetstream.py``).
 """
 
 from __future__ import annotations
@@ -242,10 +243,15 @@ def _client(path: str, session: str, count: int) -> int:
     return 0
 
 
-async def _serve(root: str, path: str) -> None:
+async def _serve(root: str, path: str, nats_url: str | None = None) -> None:
     from actorbus import open_service
+    from contracts import Config, JetStreamConfig, StorageConfig
 
-    async with open_service(Path(root), socket_path=path) as service:
+    config = Config()
+    if nats_url is not None:  # the JetStream scenarios (bench/_jetstream.py)
+        storage = StorageConfig("jetstream", JetStreamConfig(servers=[nats_url]))
+        config = Config(storage=storage)
+    async with open_service(Path(root), config, socket_path=path) as service:
         await service.wait_for_signal()
 
 
@@ -254,7 +260,7 @@ def main(argv: list[str]) -> int:
 
     if argv[0] == "client":
         return _client(argv[1], argv[2], int(argv[3]))
-    run(_serve, argv[1], argv[2])
+    run(_serve, argv[1], argv[2], argv[3] if len(argv) > 3 else None)
     return 0
 
 

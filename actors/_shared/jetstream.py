@@ -19,12 +19,13 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -41,9 +42,11 @@ __all__ = [
     "decode_token",
     "encode_token",
     "safe_url",
+    "until_ready",
 ]
 
 log = logging.getLogger("actorbus.jetstream")
+T = TypeVar("T")
 
 #: JetStream's error code for a publish whose expected last (subject) sequence is stale.
 ERR_WRONG_LAST_SEQUENCE = 10071
@@ -180,6 +183,26 @@ class Publisher:
                 await self._sub.unsubscribe()
 
 
+async def until_ready(call: Callable[[], Awaitable[T]], within_s: float) -> T:
+    """``call()``, tried again every 250 ms while JetStream is not ready, for ``within_s``.
+
+    Not ready: no answer, no responder, or 503 (a cluster without a leader yet).
+    The last failure is raised once the time is up; any other error at once.
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await call()
+        except (
+            TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.js.errors.ServiceUnavailableError,
+        ):
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.25)
+
+
 class JetStream:
     """A service's connection to JetStream: the client, its JetStream context, the publisher.
 
@@ -251,12 +274,13 @@ class JetStream:
             ) from None
         errors.started = True
         try:
-            await nc.jetstream().account_info()
+            # A cluster that just started answers only once it elected a leader.
+            await until_ready(nc.jetstream(timeout=1.0).account_info, config.connect_timeout_s)
         except (TimeoutError, nats.errors.Error) as exc:
             await nc.close()
             raise RecorderIOError(
-                f"the NATS server at {names} has no JetStream ({type(exc).__name__}): "
-                "run nats-server with -js"
+                f"the NATS server at {names} has no JetStream ready ({type(exc).__name__}): "
+                "run nats-server with -js (a cluster needs a majority of its nodes up)"
             ) from None
         publisher = Publisher(nc, config.publish_timeout_s, config.max_inflight)
         await publisher.start()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -44,6 +45,7 @@ from actors._shared.jetstream import (
     NotSent,
     PubAck,
     encode_token,
+    until_ready,
 )
 from contracts import ActorbusError, MissingSessionPath, RecorderIOError
 
@@ -112,7 +114,9 @@ class JetStreamSessions:
         for k in range(config.partitions):
             name = _STREAM.format(k)
             try:
-                info = await self._js.stream_info(name)
+                info = await until_ready(
+                    functools.partial(self._js.stream_info, name), config.connect_timeout_s
+                )
             except nats.js.errors.NotFoundError:
                 info = None
             except (TimeoutError, nats.errors.Error) as exc:
@@ -138,7 +142,9 @@ class JetStreamSessions:
                 metadata={_PARTITIONS_KEY: wanted},
             )
             try:
-                await self._js.add_stream(stream)
+                await until_ready(
+                    functools.partial(self._js.add_stream, stream), config.connect_timeout_s
+                )
             except (TimeoutError, nats.errors.Error) as exc:
                 raise RecorderIOError(
                     f"cannot create stream {name} ({type(exc).__name__}); does the server "
@@ -214,7 +220,10 @@ class JetStreamSessions:
             RecorderIOError: JetStream cannot be asked.
         """
         try:
-            msg = await self._js.get_last_msg(stream, subject)
+            msg = await until_ready(
+                functools.partial(self._js.get_last_msg, stream, subject),
+                self._config.retry_deadline_s,
+            )
         except nats.js.errors.NotFoundError:
             raise MissingSessionPath(_NEVER_OPENED) from None
         except (TimeoutError, nats.errors.Error) as exc:
@@ -300,7 +309,12 @@ class JetStreamSessions:
         seq = expected
         while True:
             try:
-                msg = await self._js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+                msg = await until_ready(
+                    functools.partial(
+                        self._js.get_msg, stream, seq=seq + 1, subject=subject, next=True
+                    ),
+                    self._config.retry_deadline_s,
+                )
             except nats.js.errors.NotFoundError:
                 return None, seq
             except (TimeoutError, nats.errors.Error) as exc:
@@ -331,13 +345,17 @@ class JetStreamSessions:
         last = await self._last_seq(stream, subject)
         start = 1 if from_start else last + 1
         try:
-            sub = await self._js.subscribe(
-                subject,
-                stream=stream,
-                ordered_consumer=True,
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                config=api.ConsumerConfig(opt_start_seq=start),
-                idle_heartbeat=2.0,
+            sub = await until_ready(
+                functools.partial(
+                    self._js.subscribe,
+                    subject,
+                    stream=stream,
+                    ordered_consumer=True,
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                    config=api.ConsumerConfig(opt_start_seq=start),
+                    idle_heartbeat=2.0,
+                ),
+                self._config.retry_deadline_s,
             )
         except (TimeoutError, nats.errors.Error) as exc:
             raise RecorderIOError(

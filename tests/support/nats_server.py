@@ -95,7 +95,12 @@ class NatsServer:
             command += ["-c", str(self.config)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except AssertionError:
+            raise AssertionError(
+                f"nats-server did not start: {self.log.read_text()[-500:]}"
+            ) from None
         return self
 
     def kill(self) -> None:
@@ -200,3 +205,25 @@ class AckDropProxy:
                     continue
             out += buffer[:frame_end]
             buffer = buffer[frame_end:]
+
+
+def start_cluster(binary: str, base: Path, size: int = 3) -> list[NatsServer]:
+    """``size`` nats-server nodes in one JetStream cluster on loopback, each its own store."""
+    client_ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    nodes = []
+    for n in range(size):
+        routes = ", ".join(
+            f"nats-route://127.0.0.1:{p}" for p in route_ports if p != route_ports[n]
+        )
+        conf = base / f"node-{n}.conf"
+        conf.write_text(
+            f"server_name: node-{n}\n"
+            "jetstream: enabled\n"  # its store: -sd, as for a single server
+            f"cluster {{ name: actorbus, listen: 127.0.0.1:{route_ports[n]},"
+            f" routes: [{routes}] }}\n"
+        )
+        nodes.append(NatsServer(binary, base / f"store-{n}", client_ports[n], conf))
+    for node in nodes:
+        node.start()
+    return nodes
